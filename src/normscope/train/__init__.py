@@ -1,0 +1,6 @@
+"""Training with tracking: GD / SGD with weight decay, and a Tracker for any loop."""
+
+from normscope.train.loop import OPTIMIZERS, SCHEDULES, TrainResult, learning_rate, train
+from normscope.train.tracker import Record, Tracker
+
+__all__ = ["OPTIMIZERS", "SCHEDULES", "Record", "Tracker", "TrainResult", "learning_rate", "train"]

@@ -1,0 +1,178 @@
+"""Full-batch GD and mini-batch SGD with weight decay, on a Subject's parameters.
+
+The update with weight decay ``wd`` on a group ``w`` is
+
+    w_{t+1} = (1 - lr * wd) w_t - lr * grad L(w_t)
+
+(plain SGD with momentum when ``momentum > 0``). For a scale-invariant group
+(lyu2022), ``<grad L(w), w> = 0`` makes the norm evolve exactly as
+``||w_{t+1}||^2 = (1 - lr wd)^2 ||w_t||^2 + lr^2 ||grad L(w_t)||^2``.
+
+GD evaluates the loss on all samples as one batch (batch norm with full-batch
+statistics, no ghost batches) unless the Subject has a ``batch_size``; SGD draws a
+fresh random mini-batch of ``batch_size`` samples each step from a seeded generator.
+Training changes the model in place (parameters, and batch-norm running statistics
+as in ordinary training); parameters outside the Subject's selection stay frozen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from normscope.errors import ConfigError, unknown_name
+from normscope.subject import Subject, is_batch_norm
+from normscope.train.tracker import Tracker
+
+OPTIMIZERS = ("gd", "sgd")
+SCHEDULES = ("constant", "cosine", "linear_warmup")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: steps taken, final loss, and why it stopped."""
+
+    steps: int
+    final_loss: float
+    stopped: str = "completed"
+    losses: list[float] = field(default_factory=list)
+
+
+def learning_rate(lr: float, schedule: str, step: int, steps: int, warmup: int = 0) -> float:
+    """The step size at ``step``: constant, cosine decay to 0, or linear warm-up then constant."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * step / max(steps, 1)))
+    return lr * min(1.0, (step + 1) / max(warmup, 1))
+
+
+def _weight_decay_names(subject: Subject, wd_on: str | Sequence[str]) -> set[str]:
+    names = subject.layout.names
+    if wd_on == "all":
+        return set(names)
+    if wd_on == "scale_invariant":
+        return {n for g in subject.scale_invariant_groups() for n in g.params}
+    patterns = [wd_on] if isinstance(wd_on, str) else list(wd_on)
+    chosen = {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    if not chosen:
+        raise unknown_name("weight-decay parameter pattern", patterns[0], names)
+    return chosen
+
+
+def _check(optimizer: str, lr: float, steps: int, schedule: str, subject: Subject) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise unknown_name("optimizer", optimizer, OPTIMIZERS)
+    if schedule not in SCHEDULES:
+        raise unknown_name("schedule", schedule, SCHEDULES)
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive finite number, got {lr}.")
+    if steps < 0:
+        raise ConfigError(f"steps must be >= 0, got {steps}.")
+    if optimizer == "sgd" and subject.batch_size is None:
+        raise ConfigError("optimizer 'sgd' needs the Subject's batch_size (the mini-batch size).")
+
+
+def train(
+    subject: Subject,
+    *,
+    optimizer: str = "gd",
+    lr: float = 0.1,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+    wd_on: str | Sequence[str] = "all",
+    steps: int = 100,
+    schedule: str = "constant",
+    warmup: int = 0,
+    seed: int = 0,
+    tracker: Tracker | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train the Subject's parameters in place with GD or SGD (+ weight decay).
+
+    Args:
+        optimizer: ``"gd"`` (full batch, or the Subject's fixed mini-batches accumulated)
+            or ``"sgd"`` (a random mini-batch of the Subject's ``batch_size`` per step).
+        wd_on: which parameters get weight decay: ``"all"``, ``"scale_invariant"`` (the
+            groups ``Subject.scale_invariant_groups`` finds; lyu2022's setting), or
+            name patterns.
+        tracker: a :class:`Tracker`, called before step 0, every ``tracker.every``
+            steps, and after the last step.
+        on_step: called as ``on_step(step, loss)`` after every step (progress bars).
+
+    Training stops early, with ``stopped="diverged"``, when the loss becomes non-finite.
+    """
+    _check(optimizer, lr, steps, schedule, subject)
+    model = subject.model
+    named = dict(model.named_parameters())
+    decay = _weight_decay_names(subject, wd_on)
+    groups = [
+        {
+            "params": [named[n] for n in subject.layout.names if n in decay],
+            "weight_decay": weight_decay,
+        },
+        {"params": [named[n] for n in subject.layout.names if n not in decay], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
+    generator = torch.Generator().manual_seed(seed)
+    frozen = [p for n, p in named.items() if n not in set(subject.layout.names) and p.requires_grad]
+    result = TrainResult(steps=0, final_loss=float("nan"))
+    modes = [(m, m.training) for m in model.modules()]
+    for p in frozen:
+        p.requires_grad_(False)
+    try:
+        for step in range(steps):
+            if tracker is not None and tracker.due(step):
+                tracker.step(subject, step, lr=learning_rate(lr, schedule, step, steps, warmup))
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(lr, schedule, step, steps, warmup)
+            loss = _gradient_step(subject, opt, optimizer, generator)
+            result.steps, result.final_loss = step + 1, loss
+            result.losses.append(loss)
+            if on_step is not None:
+                on_step(step, loss)
+            if not math.isfinite(loss):
+                result.stopped = "diverged"
+                break
+        if tracker is not None and result.stopped == "completed":
+            tracker.step(
+                subject, result.steps, lr=learning_rate(lr, schedule, steps, steps, warmup)
+            )
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+        for m, training in modes:
+            m.training = training
+        opt.zero_grad(set_to_none=True)
+    return result
+
+
+def _gradient_step(
+    subject: Subject, opt: torch.optim.Optimizer, optimizer: str, generator: torch.Generator
+) -> float:
+    """One update; returns the loss before it."""
+    model = subject.model
+    for m in model.modules():
+        # Batch norm follows the Subject's mode (train: batch statistics, running stats
+        # updated as in ordinary training); every other module runs in eval mode so that
+        # the gradient is the one of the loss the measures see.
+        m.training = subject.bn_mode == "train" and is_batch_norm(m)
+    opt.zero_grad(set_to_none=True)
+    if optimizer == "sgd":
+        idx = torch.randperm(subject.num_samples, generator=generator)[: subject.batch_size]
+        x, y = subject.data.x[idx], subject.data.y[idx]
+        loss = subject.loss_of(model(x), y)
+        loss.backward()
+        value = float(loss.detach())
+    else:
+        value = 0.0
+        for b in subject.batches():
+            loss = b.weight * subject.loss_of(model(b.x), b.y)
+            loss.backward()
+            value += float(loss.detach())
+    opt.step()
+    return value

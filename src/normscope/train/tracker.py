@@ -1,0 +1,178 @@
+"""Tracker: run measures every k steps of any training loop.
+
+Use it from :func:`normscope.train.train` or from your own loop::
+
+    tracker = Tracker(["loss", "sharpness"], every=10, data=data, loss="mse")
+    for step in range(steps):
+        if tracker.due(step):
+            tracker.step(model, step, lr=lr)
+        ...  # your update
+    tracker.table()  # tidy DataFrame: step, name, value
+
+Measures that can warm-start (an ``init_vectors`` option, e.g. ``sharpness``) get the
+eigenvectors of their previous call, so Lanczos starts next to the answer and needs
+fewer Hessian-vector products per tracked step. Each call records, besides every
+measure's value, its scalar details (``"sharpness.residual"``...), its product counts
+(``"sharpness.cost.hvp"``), the learning rate and the stability line ``2/lr``, and the
+norm of every scale-invariant parameter group (``"weight_norm.<group>"``, lyu2022).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from normscope import measures as registry
+from normscope.data.dataset import Dataset
+from normscope.errors import ConfigError
+from normscope.subject import Subject
+
+
+@dataclass(frozen=True)
+class Record:
+    """One tracked number: a row of the tidy result table."""
+
+    step: int
+    name: str
+    value: float
+
+
+class Tracker:
+    """Runs named measures every ``every`` steps and keeps a tidy table of results.
+
+    Args:
+        measures: registered measure names (see ``normscope list measures``).
+        every: track at steps ``0, every, 2*every, ...``.
+        options: per-measure options, ``{"sharpness": {"k": 2}}``.
+        budget_seconds: stop tracking (with a note) once tracking has cost this much time.
+        data, loss, bn_mode, params: how to build a Subject when ``step`` is given a bare
+            model (not needed when it is given a Subject).
+    """
+
+    def __init__(
+        self,
+        measures: Sequence[str] = ("loss", "sharpness"),
+        *,
+        every: int = 10,
+        options: dict[str, dict[str, Any]] | None = None,
+        budget_seconds: float | None = None,
+        data: Dataset | tuple | None = None,
+        loss: str = "cross_entropy",
+        bn_mode: str = "train",
+        params: str | Sequence[str] | None = None,
+        track_weight_norms: bool = True,
+    ) -> None:
+        if every < 1:
+            raise ConfigError(f"every must be >= 1, got {every}.")
+        self.infos = [registry.info(name) for name in measures]
+        self.every = every
+        self.options = dict(options or {})
+        unknown = set(self.options) - set(measures)
+        if unknown:
+            raise ConfigError(
+                f"options given for measures {sorted(unknown)} that are not tracked: add them "
+                "to measures or drop their options."
+            )
+        self.budget_seconds = budget_seconds
+        self.subject_args = {"data": data, "loss": loss, "bn_mode": bn_mode, "params": params}
+        self.track_weight_norms = track_weight_norms
+        self.records: list[Record] = []
+        self.notes: list[str] = []
+        self.seconds = 0.0
+        self._vectors: dict[str, torch.Tensor] = {}
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is a tracked step (and the time budget is not spent)."""
+        return step % self.every == 0 and not self._over_budget()
+
+    def _over_budget(self) -> bool:
+        return self.budget_seconds is not None and self.seconds >= self.budget_seconds
+
+    def _subject(self, model_or_subject: nn.Module | Subject) -> Subject:
+        if isinstance(model_or_subject, Subject):
+            return model_or_subject
+        if self.subject_args["data"] is None:
+            raise ConfigError(
+                "Tracker.step was given a model, so the Tracker needs data: "
+                "Tracker(..., data=dataset, loss=...)."
+            )
+        return Subject(model_or_subject, **self.subject_args)
+
+    def step(
+        self, model_or_subject: nn.Module | Subject, step: int, *, lr: float | None = None
+    ) -> list[Record]:
+        """Measure now; returns the records added."""
+        if self._over_budget():
+            return []
+        start = time.perf_counter()
+        subject = self._subject(model_or_subject)
+        added: list[Record] = []
+        if lr is not None:
+            added += [Record(step, "lr", lr), Record(step, "two_over_lr", 2.0 / lr)]
+        if self.track_weight_norms:
+            theta = subject.theta
+            for g in subject.scale_invariant_groups():
+                norm = float((theta * subject.layout.mask(g.params, theta)).norm())
+                added.append(Record(step, f"weight_norm.{g.name}", norm))
+        for info in self.infos:
+            added += self._measure(info, subject, step, lr)
+        self.records += added
+        self.seconds += time.perf_counter() - start
+        if self._over_budget():
+            self.notes.append(
+                f"tracking stopped after step {step}: budget of {self.budget_seconds} s spent"
+            )
+        return added
+
+    def _measure(self, info, subject: Subject, step: int, lr: float | None) -> list[Record]:
+        options = dict(self.options.get(info.name, {}))
+        accepted = inspect.signature(info.fn).parameters
+        if "init_vectors" in accepted:
+            options.setdefault("return_vectors", True)
+            if info.name in self._vectors:
+                options["init_vectors"] = self._vectors[info.name]
+        if "lr" in accepted and lr is not None:
+            options.setdefault("lr", lr)
+        m = info.fn(subject, **options)
+        vectors = m.details.pop("eigenvectors", None)
+        if vectors is not None:
+            self._vectors[info.name] = torch.as_tensor(np.asarray(vectors))
+        out = [Record(step, info.name, m.value)]
+        for key, value in m.details.items():
+            if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(
+                value, bool
+            ):
+                out.append(Record(step, f"{info.name}.{key}", float(value)))
+        out += [
+            Record(step, f"{info.name}.cost.{k}", v) for k, v in m.cost.items() if k != "seconds"
+        ]
+        return out
+
+    def table(self):
+        """The records as a tidy pandas DataFrame with columns step, name, value."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            [(r.step, r.name, r.value) for r in self.records], columns=["step", "name", "value"]
+        )
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one tracked name, in step order."""
+        rows = [(r.step, r.value) for r in self.records if r.name == name]
+        if not rows:
+            return np.zeros(0), np.zeros(0)
+        steps, values = zip(*rows, strict=True)
+        return np.asarray(steps), np.asarray(values)
+
+    def __repr__(self) -> str:
+        names = [i.name for i in self.infos]
+        spent = f"{self.seconds:.3g}s" if math.isfinite(self.seconds) else "?"
+        return f"Tracker({names}, every={self.every}, records={len(self.records)}, {spent})"
