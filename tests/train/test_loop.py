@@ -118,7 +118,7 @@ def test_tracker_records_loss_lr_and_weight_norms_from_a_user_loop():
     table = tracker.table()
     assert sorted(table.step.unique()) == [0, 2, 4]
     assert set(table.name) >= {"loss", "loss.accuracy", "lr", "two_over_lr", "weight_norm.0"}
-    steps, values = tracker.series("two_over_lr")
+    _, values = tracker.series("two_over_lr")
     assert list(values) == [20.0, 20.0, 20.0]
 
 

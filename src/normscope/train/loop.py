@@ -117,7 +117,9 @@ def train(
         },
         {"params": [named[n] for n in subject.layout.names if n not in decay], "weight_decay": 0.0},
     ]
-    opt = torch.optim.SGD([g for g in groups if g["params"]], lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(
+        [g for g in groups if g["params"]], lr=lr, momentum=momentum, weight_decay=0.0
+    )
     generator = torch.Generator().manual_seed(seed)
     frozen = [p for n, p in named.items() if n not in set(subject.layout.names) and p.requires_grad]
     result = TrainResult(steps=0, final_loss=float("nan"))
