@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from normscope.errors import ConfigError
 from normscope.theory import activation, activation_names
 
 
@@ -24,5 +25,5 @@ def test_callable_pair_passes_through():
 def test_unknown_activation_lists_valid_names():
     with pytest.raises(LookupError, match="relu"):
         activation("rleu")
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError):
         activation(3)

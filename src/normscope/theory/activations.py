@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy import special
 
+from normscope.errors import ConfigError, UnknownNameError
+
 Function = Callable[[np.ndarray], np.ndarray]
 ActivationLike = str | tuple[Function, Function]
 
@@ -74,14 +76,14 @@ def activation(spec: ActivationLike) -> tuple[Function, Function]:
     """
     if isinstance(spec, str):
         if spec not in _ACTIVATIONS:
-            raise LookupError(
+            raise UnknownNameError(
                 f"unknown activation {spec!r}; valid names: {', '.join(activation_names())}, "
                 "or pass a pair (phi, dphi) of numpy callables"
             )
         return _ACTIVATIONS[spec]
     if isinstance(spec, tuple) and len(spec) == 2 and all(callable(f) for f in spec):
         return spec
-    raise TypeError(
+    raise ConfigError(
         f"activation must be a name ({', '.join(activation_names())}) or a pair "
         f"(phi, dphi) of numpy callables, got {spec!r}"
     )

@@ -32,6 +32,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.polynomial.legendre import leggauss
 
+from normscope.errors import ConfigError
+
 Function = Callable[[np.ndarray], np.ndarray]
 
 #: Nodes per smooth piece. 80 reaches 1e-13 on the relu and step kernels (see module docs);
@@ -46,7 +48,7 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 def _nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     if int(n_nodes) != n_nodes or n_nodes < 2:
-        raise ValueError(f"n_nodes must be an integer >= 2, got {n_nodes!r}")
+        raise ConfigError(f"n_nodes must be an integer >= 2, got {n_nodes!r}")
     return leggauss(int(n_nodes))
 
 
@@ -69,7 +71,7 @@ def _standard_normal_nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_variance(q: float, name: str) -> None:
     if not np.isfinite(q) or q < 0:
-        raise ValueError(f"{name} must be a finite variance >= 0, got {q!r}")
+        raise ConfigError(f"{name} must be a finite variance >= 0, got {q!r}")
 
 
 def gaussian_expectation(g: Function, q: float, *, n_nodes: int = DEFAULT_NODES) -> float:
@@ -88,7 +90,7 @@ def gaussian_expectation(g: Function, q: float, *, n_nodes: int = DEFAULT_NODES)
 def _correlation(q1: float, q2: float) -> float:
     _check_variance(q1, "q1")
     if not np.isfinite(q2) or abs(q2) > q1 * (1.0 + 1e-12):
-        raise ValueError(
+        raise ConfigError(
             f"covariance q2={q2!r} must satisfy |q2| <= q1={q1!r} for a valid Gaussian pair"
         )
     return float(np.clip(q2 / q1, -1.0, 1.0)) if q1 > 0 else 0.0

@@ -25,17 +25,19 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from normscope.errors import ConfigError
+
 
 def _spread(x: np.ndarray, eps: float) -> tuple[np.ndarray, float, float]:
     """Return (x as a vector, biased variance, σ = √(var + ε)), checking the input."""
     v = np.asarray(x, dtype=float)
     if v.ndim != 1 or v.size < 1 or not np.all(np.isfinite(v)):
-        raise ValueError(f"x must be a finite 1-D vector, got shape {v.shape}")
+        raise ConfigError(f"x must be a finite 1-D vector, got shape {v.shape}")
     if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps!r}")
+        raise ConfigError(f"eps must be >= 0, got {eps!r}")
     var = float(np.mean((v - v.mean()) ** 2))
     if var + eps <= 0:
-        raise ValueError("x is constant and eps = 0: normalization is undefined; pass eps > 0")
+        raise ConfigError("x is constant and eps = 0: normalization is undefined; pass eps > 0")
     return v, var, math.sqrt(var + eps)
 
 
@@ -71,9 +73,9 @@ def product_bound(log_gains: Iterable[float]) -> float:
     """
     logs = [float(g) for g in log_gains]
     if any(math.isnan(g) for g in logs):
-        raise ValueError("a log gain is NaN; check the per-layer Lipschitz estimates")
+        raise ConfigError("a log gain is NaN; check the per-layer Lipschitz estimates")
     if math.inf in logs and -math.inf in logs:
-        raise ValueError("log gains hold both +inf and -inf: the product 0 · inf is undefined")
+        raise ConfigError("log gains hold both +inf and -inf: the product 0 · inf is undefined")
     if math.inf in logs or -math.inf in logs:
         return math.inf if math.inf in logs else -math.inf
     return math.fsum(logs)
@@ -87,7 +89,7 @@ def log_reduction_factor(sigmas: Iterable[float], *, eps: float = 0.0) -> float:
     """
     values = np.asarray(list(sigmas), dtype=float)
     if not np.all(np.isfinite(values)) or np.any(values < 0) or not eps >= 0:
-        raise ValueError(f"sigmas must be finite and >= 0 and eps >= 0, got {values}, {eps!r}")
+        raise ConfigError(f"sigmas must be finite and >= 0 and eps >= 0, got {values}, {eps!r}")
     if np.any(values**2 + eps <= 0):
-        raise ValueError("a normalization layer with sigma = 0 and eps = 0 has no finite gain")
+        raise ConfigError("a normalization layer with sigma = 0 and eps = 0 has no finite gain")
     return -0.5 * math.fsum(np.log(values**2 + eps))

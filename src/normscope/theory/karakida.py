@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from normscope.errors import ConfigError
 from normscope.theory.activations import ActivationLike
 from normscope.theory.activations import activation as resolve_activation
 from normscope.theory.gaussian import (
@@ -93,13 +94,13 @@ def _check_inputs(
     depth: int, sigma_w2: float, sigma_b2: float, q1_input: float, q2_input: float
 ) -> None:
     if int(depth) != depth or depth < 2:
-        raise ValueError(
+        raise ConfigError(
             f"depth must be an integer >= 2 (at least one hidden layer), got {depth!r}"
         )
     if not sigma_w2 > 0 or not sigma_b2 >= 0:
-        raise ValueError(f"need sigma_w2 > 0 and sigma_b2 >= 0, got {sigma_w2!r}, {sigma_b2!r}")
+        raise ConfigError(f"need sigma_w2 > 0 and sigma_b2 >= 0, got {sigma_w2!r}, {sigma_b2!r}")
     if not q1_input > 0 or abs(q2_input) > q1_input:
-        raise ValueError(
+        raise ConfigError(
             f"need q1_input = ||x||^2/M0 > 0 and |q2_input| <= q1_input, "
             f"got {q1_input!r}, {q2_input!r}"
         )
@@ -110,7 +111,7 @@ def _width_ratios(alphas: Sequence[float] | None, depth: int) -> np.ndarray:
         return np.ones(depth)
     ratios = np.asarray(alphas, dtype=float)
     if ratios.shape != (depth,) or not np.all(ratios > 0):
-        raise ValueError(
+        raise ConfigError(
             f"alphas must hold {depth} positive width ratios M_l/M for l = 0 … L−1 "
             f"(input first), got {alphas!r}"
         )
@@ -200,7 +201,7 @@ def order_parameters(
 def _check_sizes(width: int, n_samples: int, n_outputs: int) -> None:
     for name, value in (("width", width), ("n_samples", n_samples), ("n_outputs", n_outputs)):
         if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def fisher_predictions(

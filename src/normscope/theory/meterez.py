@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from normscope.errors import ConfigError
+
 
 def _symmetric(gram: np.ndarray) -> np.ndarray:
     g = np.asarray(gram, dtype=float)
     if g.ndim != 2 or g.shape[0] != g.shape[1] or g.shape[0] < 1:
-        raise ValueError(f"gram must be a square n × n matrix, got shape {g.shape}")
+        raise ConfigError(f"gram must be a square n × n matrix, got shape {g.shape}")
     if not np.all(np.isfinite(g)):
-        raise ValueError("gram has NaN or infinite entries; check the representations")
+        raise ConfigError("gram has NaN or infinite entries; check the representations")
     scale = max(np.max(np.abs(g)), np.finfo(float).tiny)
     if np.max(np.abs(g - g.T)) > 1e-8 * scale:
-        raise ValueError("gram must be symmetric (G = X Xᵀ); got a non-symmetric matrix")
+        raise ConfigError("gram must be symmetric (G = X Xᵀ); got a non-symmetric matrix")
     return (g + g.T) / 2.0
 
 
@@ -60,7 +62,7 @@ def isometry_gap(gram: np.ndarray, *, mean_subtracted: bool = False) -> float:
     g = _symmetric(gram)
     if mean_subtracted:
         if g.shape[0] < 2:
-            raise ValueError("mean_subtracted needs n >= 2 representations")
+            raise ConfigError("mean_subtracted needs n >= 2 representations")
         basis = _complement_of_ones(g.shape[0])
         g = basis.T @ g @ basis
     eigenvalues = np.linalg.eigvalsh(g)
@@ -83,14 +85,14 @@ def isometry_gap_bound(
         c: the paper's unspecified positive constant; fit it or bound it from measurements.
     """
     if int(d) != d or d < 1:
-        raise ValueError(f"d must be a positive integer width, got {d!r}")
+        raise ConfigError(f"d must be a positive integer width, got {d!r}")
     if not phi0 >= 0 or not np.isfinite(phi0):
-        raise ValueError(f"phi0 must be a finite isometry gap >= 0, got {phi0!r}")
+        raise ConfigError(f"phi0 must be a finite isometry gap >= 0, got {phi0!r}")
     if not c > 0:
-        raise ValueError(f"c must be > 0, got {c!r}")
+        raise ConfigError(f"c must be > 0, got {c!r}")
     ell = np.asarray(depth, dtype=float)
     if np.any(ell < 0):
-        raise ValueError(f"depth must be >= 0, got {depth!r}")
+        raise ConfigError(f"depth must be >= 0, got {depth!r}")
     decay_length = c * d**2 * (1.0 + d * phi0)
     bound = phi0 * np.exp(-ell / decay_length)
     return float(bound) if bound.ndim == 0 else bound

@@ -1,0 +1,117 @@
+"""Hutch++ trace estimator (Meyer, Musco, Musco, Woodruff 2021, "Hutch++: Optimal
+Stochastic Trace Estimation", SOSA; meyer2021).
+
+With a budget of ``m`` products, draw a sketch ``S`` of ``m/3`` random sign vectors, take
+an orthonormal basis ``Q`` of ``A S`` (which captures the top eigenspace), compute the
+trace on that subspace exactly and estimate the rest with Hutchinson on the deflated
+operator, using ``m/3`` probes ``g_i`` projected by ``P = I - Q Q^T``:
+
+    tr(A) ~ tr(Q^T A Q) + (3/m) sum_i g_i^T P A P g_i.
+
+Products: ``m/3`` for ``A S``, ``m/3`` for ``A Q`` and ``m/3`` for the residual probes (any
+remainder of ``m`` goes to the probes). For positive semi-definite ``A`` the relative
+error is ``O(1/m)`` against Hutchinson's ``O(1/sqrt(m))``: it wins whenever a few large
+eigenvalues carry much of the trace (decaying spectra, e.g. network Hessians and
+Fisher matrices). For flat spectra the sketch buys nothing and Hutchinson is slightly
+better, having all ``m`` products as probes. The reported standard error is that of the
+stochastic (residual) part; the sketched part ``tr(Q^T A Q)`` has no sampling error of
+its own once ``Q`` is fixed.
+
+Example:
+    >>> import torch
+    >>> from normscope.linalg import hutchpp
+    >>> a = torch.diag(0.5 ** torch.arange(40, dtype=torch.float64))
+    >>> est = hutchpp(lambda v: a @ v, 40, num_matvecs=30, dtype=torch.float64)
+    >>> abs(est.estimate - 2.0) < 1e-3, est.num_matvecs  # exact trace is 2 - 2**-39
+    (True, 30)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from normscope.errors import ConfigError
+from normscope.linalg._space import (
+    CountedOperator,
+    Matmat,
+    Matvec,
+    Seed,
+    check_positive_int,
+    make_generator,
+    rademacher,
+    resolve_space,
+)
+from normscope.linalg.hutchinson import mean_and_error, quadratic_forms
+
+
+@dataclass(frozen=True)
+class HutchppResult:
+    """The estimate, the standard error of its stochastic part, and its parts and cost.
+
+    ``sketch_trace`` is ``tr(Q^T A Q)`` over the ``sketch_size`` sketched directions;
+    ``num_probes`` residual probes give the rest.
+    """
+
+    estimate: float
+    standard_error: float
+    num_matvecs: int
+    num_probes: int
+    sketch_size: int
+    sketch_trace: float
+
+
+def hutchpp(
+    matvec: Matvec,
+    dim: int | Tensor,
+    *,
+    num_matvecs: int = 99,
+    matmat: Matmat | None = None,
+    seed: Seed = 0,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> HutchppResult:
+    """Estimate ``tr(A)`` with Hutch++ from ``num_matvecs`` products (module docstring).
+
+    Args:
+        matvec: ``v (dim,) -> A v (dim,)``; ``A`` symmetric.
+        dim: the dimension, or an example tensor giving dim, dtype and device.
+        num_matvecs: product budget ``m``, at least 4 (sketch 1, probes 2); 99 gives a
+            33-dimensional sketch, enough to hold the outliers of a classifier's Hessian
+            (about one per class) with room to spare. The sketch never exceeds ``dim``.
+        matmat: optional ``V (b, dim) -> A V``; each of the three stages is one call.
+        seed: int or ``torch.Generator`` for sketch and probes.
+        dtype, device: of the vectors (default: from an example tensor, else torch's
+            default dtype on CPU).
+    """
+    space = resolve_space(dim, dtype, device)
+    num_matvecs = check_positive_int("num_matvecs", num_matvecs)
+    if num_matvecs < 4:
+        raise ConfigError(
+            f"num_matvecs must be at least 4 (sketch 1, two probes); got {num_matvecs}."
+        )
+    sketch_size = min(num_matvecs // 3, space.dim)
+    num_probes = num_matvecs - 2 * sketch_size
+    gen = make_generator(seed)
+    op = CountedOperator(matvec, matmat, space)
+    basis = _orthonormal_rows(op(rademacher(space, sketch_size, gen)))
+    sketch_trace = float(quadratic_forms(basis, op(basis)).sum())
+    probes = rademacher(space, num_probes, gen)
+    probes = probes - (probes @ basis.T) @ basis
+    residual_part, error = mean_and_error(quadratic_forms(probes, op(probes)))
+    return HutchppResult(
+        estimate=sketch_trace + residual_part,
+        standard_error=error,
+        num_matvecs=op.num_matvecs,
+        num_probes=num_probes,
+        sketch_size=sketch_size,
+        sketch_trace=sketch_trace,
+    )
+
+
+def _orthonormal_rows(rows: Tensor) -> Tensor:
+    """An orthonormal basis (as rows) of the span of ``rows``, by Householder QR."""
+    q, _ = torch.linalg.qr(rows.T)
+    return q.T
