@@ -13,7 +13,7 @@ $(BIN)/python:
 # torch==2.13.0 first: it is the local CPU build; a bare `torch` would pull a multi-GB CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

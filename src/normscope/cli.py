@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import normscope
-from normscope.errors import NormscopeError
+from normscope.errors import ConfigError, NormscopeError
+from normscope.measurement import Measurement
 
 app = typer.Typer(
     add_completion=False,
@@ -78,15 +81,255 @@ def list_(
         console.print(table)
 
 
+DB_HELP = "Results store (SQLite file)."
+DEFAULT_DB = Path("results") / "normscope.db"
+
+
+class Backend(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def run(
+    spec: Annotated[Path, typer.Argument(help="Experiment spec (TOML).")],
+    db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = DEFAULT_DB,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Worker processes (0: run inline).")
+    ] = 1,
+    backend: Annotated[Backend, typer.Option(help="Where runs execute.")] = Backend.local,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (with --backend ray).")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Run again the runs that failed before.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run an experiment; runs already in the store are skipped (resume).
+
+    Exits 1 when a run failed (its error and traceback are stored), 2 on a user error.
+    """
+    from normscope.experiments import Store, load_spec, run_experiment
+
+    parsed, text = load_spec(spec)
+    with Store(db) as store:
+        summary = run_experiment(
+            parsed,
+            store,
+            spec_toml=text,
+            source=str(spec),
+            workers=workers,
+            backend=backend.value,
+            address=address,
+            retry_failed=retry_failed,
+            quiet=quiet,
+            console=err_console,
+        )
+    console.print(
+        f"[bold]{escape(summary.experiment)}[/bold]: {summary.planned} runs planned, "
+        f"{summary.skipped} already stored, {summary.ok} finished, {summary.failed} failed "
+        f"({summary.seconds:.1f} s); results in {escape(str(db))}"
+    )
+    for run_hash, error in summary.failures[:10]:
+        err_console.print(f"[red]failed[/red] {run_hash}: {escape(error)}")
+    if summary.failures:
+        err_console.print("rerun with --retry-failed to try the failed runs again")
+        raise typer.Exit(1)
+
+
+def _parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, object]:
+    """``key=value`` strings; values are read as TOML (numbers, booleans, lists) when
+    they parse as such, else kept as text."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} takes key=value, got {pair!r}.")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _show_measurement(m: Measurement) -> None:
+    import numpy as np
+
+    console.print(f"[bold]{escape(m.name)}[/bold] = [bold cyan]{m.value:.6g}[/bold cyan]")
+    table = Table(title="details", show_header=False, box=None)
+    for key, value in m.details.items():
+        if isinstance(value, np.ndarray | list | tuple):
+            arr = np.asarray(value, dtype=float).ravel()
+            shown = ", ".join(f"{v:.4g}" for v in arr[:6]) + (" ..." if arr.size > 6 else "")
+            table.add_row(escape(str(key)), f"array of {arr.size}: [{shown}]")
+        else:
+            table.add_row(escape(str(key)), escape(str(value)))
+    if m.details:
+        console.print(table)
+    for title, items in (("cost", m.cost), ("settings", m.settings)):
+        rows = Table(title=title, show_header=False, box=None)
+        for key, value in items.items():
+            rows.add_row(escape(str(key)), escape(str(value)))
+        console.print(rows)
+    for note in m.notes:
+        console.print(f"note: {escape(note)}")
+
+
+@app.command()
+def measure(
+    name: Annotated[str, typer.Argument(help="Measure name (see `normscope list measures`).")],
+    net: Annotated[str, typer.Option(help="Architecture.")] = "mlp",
+    norm: Annotated[str, typer.Option(help="Normalization kind.")] = "none",
+    width: Annotated[int, typer.Option(help="Hidden width.")] = 64,
+    depth: Annotated[int, typer.Option(help="Depth.")] = 2,
+    net_option: Annotated[
+        list[str] | None, typer.Option("--net-option", help="Other net field, key=value.")
+    ] = None,
+    data: Annotated[str, typer.Option(help="Data set.")] = "digits",
+    n: Annotated[int | None, typer.Option(help="Samples.")] = 256,
+    split: Annotated[str, typer.Option(help="Data split.")] = "train",
+    data_option: Annotated[
+        list[str] | None, typer.Option("--data-option", help="Data option, key=value.")
+    ] = None,
+    loss: Annotated[str, typer.Option(help="cross_entropy or mse.")] = "cross_entropy",
+    bn_mode: Annotated[str, typer.Option(help="train or eval.")] = "train",
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size.")] = None,
+    dtype: Annotated[str, typer.Option(help="float32 or float64.")] = "float32",
+    seed: Annotated[int, typer.Option(help="Seed of network and data.")] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Measure option, key=value.")
+    ] = None,
+) -> None:
+    """Take one measure of one network on one data set."""
+    from normscope.experiments.execute import build_subject
+    from normscope.experiments.plan import plan
+    from normscope.experiments.spec import spec_from_dict
+    from normscope.measures import get
+
+    raw = {
+        "name": "measure",
+        "subject": {
+            "net": {
+                "arch": net,
+                "norm": norm,
+                "width": width,
+                "depth": depth,
+                "seed": seed,
+                **_parse_pairs(net_option, "--net-option"),
+            },
+            "data": {
+                "name": data,
+                "n": n,
+                "split": split,
+                "seed": seed,
+                **_parse_pairs(data_option, "--data-option"),
+            },
+            "loss": loss,
+            "bn_mode": bn_mode,
+            "batch_size": batch_size,
+            "dtype": dtype,
+        },
+        "measure": [{"name": name, **_parse_pairs(option, "--option")}],
+    }
+    if n is None:
+        del raw["subject"]["data"]["n"]
+    config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
+    with err_console.status(f"measuring {name} ..."):
+        subject = build_subject(config)
+        result = get(name)(subject, **config["measures"][0]["options"])
+    _show_measurement(result)
+
+
+@app.command()
+def check(
+    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+) -> None:
+    """Check the claims of stored experiments; exit status 1 if any claim fails."""
+    from normscope.experiments.claims import check_store
+
+    results = check_store(db, experiment)
+    failed = 0
+    for name, claims in results.items():
+        table = Table(title=escape(name))
+        for col in ("claim", "result", "measured", "expected", "points", "R²", "message"):
+            table.add_column(col)
+        for r in claims:
+            style = "green" if r.passed else "red"
+            table.add_row(
+                escape(r.name),
+                f"[{style}]{r.verdict}[/{style}]",
+                "" if r.measured != r.measured else f"{r.measured:.4g}",
+                escape(r.expected),
+                str(r.n),
+                "" if r.r2 is None else f"{r.r2:.3f}",
+                escape(r.message),
+            )
+            failed += not r.passed
+        if claims:
+            console.print(table)
+        else:
+            console.print(f"{escape(name)}: no claims")
+    total = sum(len(c) for c in results.values())
+    console.print(f"{total - failed} of {total} claims pass")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
+        "results"
+    )
+    / "report.html",
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+) -> None:
+    """Write a self-contained HTML report (figures, claims, failures, specs)."""
+    from normscope.report import build_report
+
+    path = build_report(db, output, experiment)
+    console.print(f"report written to {escape(str(path))}")
+
+
+@app.command()
+def export(
+    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = (
+        ExportFormat.csv
+    ),
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
+) -> None:
+    """Export the tidy results table (one row per measurement) as CSV or Parquet."""
+    from normscope.experiments.frames import export_table
+
+    out = output or db.with_suffix(f".{format.value}")
+    rows = export_table(db, out, format.value, experiment)
+    console.print(f"{rows} rows written to {escape(str(out))}")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into a message and exit status 2."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of raising it.
+        code = app(standalone_mode=False)
     except NormscopeError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}")
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
         sys.exit(2)
     except typer.Exit as done:
         sys.exit(done.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished runs are stored; run the same command to resume")
+        sys.exit(130)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
@@ -97,3 +340,4 @@ def main() -> None:
             err.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,206 @@
+"""One run, executed where it is scheduled (a worker process, a Ray task, or inline).
+
+A run builds the network and data of its config, wraps them in a Subject, trains it
+when the config has ``train``, takes each measure through the registry, computes the
+theory columns, and returns a :class:`RunResult`. It never writes to the store (the
+driver does) and never raises: any exception becomes a failed result carrying its
+message and traceback, with the measurements taken before it.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from normscope.measurement import Measurement
+
+
+@dataclass
+class Row:
+    """One stored measurement: a measure's result at a training step."""
+
+    step: int
+    name: str
+    measure: str
+    value: float
+    details: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """What a run returns to the driver."""
+
+    hash: str
+    status: str
+    config: dict[str, Any]
+    rows: list[Row]
+    started: str
+    finished: str
+    seconds: float
+    host: str
+    versions: dict[str, str]
+    error: str | None = None
+    traceback: str | None = None
+
+
+def jsonable(value: Any) -> Any:
+    """Numpy arrays and scalars, tensors and tuples as JSON-ready Python values."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if type(value).__module__ == "torch":
+        return value.detach().cpu().tolist() if hasattr(value, "detach") else str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def to_row(step: int, label: str, m: Measurement) -> Row:
+    return Row(
+        step=int(step),
+        name=label,
+        measure=m.name,
+        value=float(m.value),
+        details=jsonable(m.details),
+        cost={k: float(v) for k, v in m.cost.items()},
+        settings=jsonable(m.settings),
+        notes=[str(n) for n in m.notes],
+    )
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    import normscope
+
+    return {
+        "normscope": normscope.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_subject(config: dict[str, Any]):
+    """The Subject of a resolved config; fills ``net.input_shape``/``output_dim`` from the
+    data when they are missing (the filled values are written back into ``config``)."""
+    import torch
+
+    from normscope import data, nets
+    from normscope.subject import Subject
+
+    sub = config["subject"]
+    d = dict(sub["data"])
+    name, split, n, seed = d.pop("name"), d.pop("split"), d.pop("n"), d.pop("seed")
+    dtype = torch.float64 if sub["dtype"] == "float64" else torch.float32
+    dataset = data.load(name, split=split, n=n, seed=seed, **d).to(dtype)
+    net = sub["net"]
+    net.setdefault("input_shape", list(dataset.input_shape))
+    net.setdefault("output_dim", dataset.output_dim)
+    model = nets.build({**net, "dtype": sub["dtype"]})
+    return Subject(
+        model,
+        dataset,
+        loss=sub["loss"],
+        bn_mode=sub["bn_mode"],
+        batch_size=sub["batch_size"],
+        params=sub["params"],
+    )
+
+
+def _measure(subject, entry: dict[str, Any]) -> Measurement:
+    from normscope import measures
+
+    return measures.get(entry["name"])(subject, **entry["options"])
+
+
+def _train(subject, config: dict[str, Any], rows: list[Row]) -> int:
+    from normscope import measures
+    from normscope.experiments.training import Tracked, training_hook
+
+    tracked = [
+        Tracked(e["label"], e["name"], measures.get(e["name"]), e["every"], e["options"])
+        for e in config["measures"]
+        if e["every"] is not None
+    ]
+
+    def on_record(step: int, label: str, m: Measurement) -> None:
+        rows.append(to_row(step, label, m))
+
+    steps = training_hook()(subject, dict(config["train"]), tracked, on_record)
+    return int(steps)
+
+
+def _theory_rows(config: dict[str, Any]) -> list[Row]:
+    from normscope.experiments import theory_columns
+
+    rows = []
+    for entry in config["theory"]:
+        columns = theory_columns.compute(entry["name"], config, entry["options"])
+        rows += [Row(0, f"theory.{k}", entry["name"], v) for k, v in columns.items()]
+    return rows
+
+
+def _body(config: dict[str, Any], rows: list[Row]) -> None:
+    subject = build_subject(config)
+    trained = config["train"] is not None
+    if trained:
+        for e in config["measures"]:
+            if e["at"] in ("init", "both"):
+                rows.append(to_row(0, e["label"], _measure(subject, e)))
+        end_step = _train(subject, config, rows)
+    else:
+        end_step = 0
+    for e in config["measures"]:
+        if not trained or e["at"] in ("end", "both"):
+            rows.append(to_row(end_step, e["label"], _measure(subject, e)))
+    rows += _theory_rows(config)
+
+
+def execute_run(run_hash: str, config: dict[str, Any]) -> RunResult:
+    """Execute one run; never raises (a failure is a result with status ``failed``)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    started, t0 = _now(), time.perf_counter()
+    rows: list[Row] = []
+    error = tb = None
+    try:
+        _body(config, rows)
+    except Exception as err:  # a run's failure is data: the sweep goes on
+        error = f"{type(err).__name__}: {err}"
+        tb = traceback.format_exc()
+    seconds = time.perf_counter() - t0
+    status = "ok" if error is None else "failed"
+    return RunResult(
+        hash=run_hash,
+        status=status,
+        config=config,
+        rows=rows,
+        started=started,
+        finished=_now(),
+        seconds=seconds,
+        host=platform.node() or sys.platform,
+        versions=versions(),
+        error=error,
+        traceback=tb,
+    )

@@ -1,0 +1,212 @@
+"""Run an experiment: plan it, skip finished runs, execute the rest, store each result.
+
+Runs execute in worker processes (``workers >= 1``; forkserver start with normscope
+preloaded, torch threads per worker = cores // workers), inline in this process
+(``workers = 0``, for debugging), or as Ray tasks (``backend = "ray"``). Only this
+driver writes to the store, one transaction per finished run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from normscope.errors import ConfigError
+from normscope.experiments.execute import RunResult, execute_run, versions
+from normscope.experiments.plan import RunConfig, plan
+from normscope.experiments.spec import Spec
+from normscope.experiments.store import Store
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class Summary:
+    """What a call of :func:`run_experiment` did."""
+
+    experiment: str
+    planned: int
+    skipped: int = 0
+    ok: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def crashed(run: RunConfig, reason: str) -> RunResult:
+    """The result of a run whose worker died before it could report."""
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return RunResult(
+        hash=run.hash,
+        status="failed",
+        config=run.config,
+        rows=[],
+        started=now,
+        finished=now,
+        seconds=0.0,
+        host="",
+        versions=versions(),
+        error=f"the worker running this run died: {reason}",
+        traceback=None,
+    )
+
+
+def iter_inline(runs: list[RunConfig]) -> Iterator[RunResult]:
+    """Execute runs one after another in this process."""
+    for run in runs:
+        yield execute_run(run.hash, run.config)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _context() -> mp.context.BaseContext:
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "normscope.measures", "normscope.experiments.execute"])
+        return ctx
+    return mp.get_context("spawn")
+
+
+def iter_local(
+    runs: list[RunConfig],
+    workers: int,
+    fn: Callable[[str, dict], RunResult] = execute_run,
+) -> Iterator[RunResult]:
+    """Execute runs as ``fn(hash, config)`` in ``workers`` processes, at most ``workers``
+    in flight, so a worker that dies takes only its own runs down (they are reported
+    failed and the pool is rebuilt for the rest)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = _context()
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+        )
+
+    pending = deque(runs)
+    inflight: dict[Future[RunResult], RunConfig] = {}
+    pool = new_pool()
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < workers:
+                run = pending.popleft()
+                inflight[pool.submit(fn, run.hash, run.config)] = run
+            done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                run = inflight.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool as err:
+                    broken = True
+                    yield crashed(run, str(err) or "process pool broken")
+            if broken:
+                for run in inflight.values():
+                    yield crashed(run, "another worker of the pool died")
+                inflight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _executor(
+    backend: str, workers: int, address: str | None
+) -> Callable[[list[RunConfig]], Iterator[RunResult]]:
+    if backend not in BACKENDS:
+        from normscope.errors import unknown_name
+
+        raise unknown_name("backend", backend, BACKENDS)
+    if workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 runs inline), got {workers}.")
+    if backend == "ray":
+        from normscope.experiments.ray_runner import iter_ray
+
+        return lambda runs: iter_ray(runs, address=address)
+    if address is not None:
+        raise ConfigError("--address applies only to --backend ray.")
+    if workers == 0:
+        return iter_inline
+    return lambda runs: iter_local(runs, workers)
+
+
+def _progress(quiet: bool, console: Console | None) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        disable=quiet,
+        transient=False,
+    )
+
+
+def run_experiment(
+    spec: Spec,
+    store: Store,
+    *,
+    spec_toml: str = "",
+    source: str = "<spec>",
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    retry_failed: bool = False,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> Summary:
+    """Execute the runs of ``spec`` not yet in ``store`` and store each as it finishes.
+
+    Runs stored as ``ok`` are skipped; runs stored as ``failed`` are skipped too unless
+    ``retry_failed``. Returns counts and the failures of this call.
+    """
+    execute = _executor(backend, workers, address)
+    runs = plan(spec, source=source)
+    store.record_experiment(
+        spec.name,
+        spec_toml,
+        spec.model_dump(mode="json"),
+        source,
+        [(r.hash, r.config) for r in runs],
+    )
+    statuses = store.statuses(spec.name)
+    skip = {"ok"} if retry_failed else {"ok", "failed"}
+    todo = [r for r in runs if statuses.get(r.hash) not in skip]
+    summary = Summary(spec.name, len(runs), skipped=len(runs) - len(todo))
+    t0 = time.perf_counter()
+    with _progress(quiet, console) as progress:
+        task = progress.add_task(spec.name, total=len(todo), failed=0)
+        for result in execute(todo) if todo else ():
+            store.write_run(spec.name, result)
+            if result.status == "ok":
+                summary.ok += 1
+            else:
+                summary.failed += 1
+                summary.failures.append((result.hash, result.error or "unknown error"))
+            progress.update(task, advance=1, failed=summary.failed)
+    summary.seconds = time.perf_counter() - t0
+    return summary

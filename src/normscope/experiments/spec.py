@@ -1,0 +1,205 @@
+"""The experiment spec: a TOML file read with :mod:`tomllib`, validated by pydantic.
+
+A spec names one network/data/loss setting (``[subject]``), optional training
+(``[train]``), the measures to take (``[[measure]]``), the grid to sweep (``[sweep]``),
+theory columns to compute beside them (``[[theory]]``), figures (``[[plot]]``) and the
+claims the stored numbers are checked against (``[[claim]]``). Every table rejects
+unknown fields; errors name the file, the field path and the fix.
+
+Example::
+
+    name = "width_fisher"
+    [subject]
+    net = {arch = "mlp", width = 64, depth = 3, norm = "batch"}
+    data = {name = "gaussian", n = 128}
+    loss = "mse"
+    [[measure]]
+    name = "loss"
+    [sweep]
+    "subject.net.width" = [32, 64, 128]
+    seeds = [0, 1]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from normscope.errors import ConfigError
+from normscope.experiments.claims_spec import ClaimSpec
+from normscope.experiments.errors import describe_validation_error
+
+Scalar = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSpec(BaseModel):
+    """``normscope.data.load(name, split=, n=, seed=, **options)``; extra keys are options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    n: int | None = Field(default=None, gt=0)
+    split: str = "train"
+    seed: int = Field(default=0, ge=0)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SubjectSpec(_Strict):
+    """Network (``normscope.nets.NetSpec`` fields), data, loss and Subject options.
+
+    ``net.input_shape`` and ``net.output_dim`` are filled from the data when omitted;
+    ``dtype`` sets both the network's and the data's floating type.
+    """
+
+    net: dict[str, Any]
+    data: DataSpec
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    bn_mode: Literal["train", "eval"] = "train"
+    batch_size: int | None = Field(default=None, gt=0)
+    params: str | list[str] | None = None
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class MeasureSpec(BaseModel):
+    """One measure from the registry; extra keys are its keyword options.
+
+    ``label`` names the stored measurement (default: the measure's name), so one measure
+    can be taken twice with different options. With ``[train]``: ``at`` says whether it
+    is taken on the initial network, the trained one, or both, and ``every = k`` also
+    tracks it every k training steps.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    label: str | None = None
+    at: Literal["init", "end", "both"] = "end"
+    every: int | None = Field(default=None, gt=0)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def stored_name(self) -> str:
+        return self.label or self.name
+
+
+class TheorySpec(BaseModel):
+    """A theory-column function (``experiments.theory_columns``); extra keys are options."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SweepSpec(BaseModel):
+    """A grid: dotted field paths -> lists of values, ``seeds``, and ``zip`` groups.
+
+    Keys in one ``zip`` group vary together (equal lengths); all other keys and the
+    groups form a Cartesian product. ``seeds`` sets ``subject.net.seed`` and
+    ``subject.data.seed``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    seeds: list[Annotated[int, Field(ge=0)]] | None = None
+    zip: list[list[str]] = Field(default_factory=list)
+
+    @property
+    def axes(self) -> dict[str, list[Any]]:
+        return dict(self.model_extra or {})
+
+
+class PlotSpec(_Strict):
+    """A figure of stored columns: ``y`` against ``x``, one line per ``color`` value,
+    one panel per ``facet`` value. ``filter`` keeps rows whose columns equal the given
+    values (a list means any of them); ``step`` picks training steps ("all", "first",
+    "last" or a number)."""
+
+    x: str
+    y: str | list[str]
+    color: str | None = None
+    facet: str | None = None
+    kind: Literal["line", "scatter"] = "line"
+    logx: bool = False
+    logy: bool = False
+    filter: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    step: Literal["all", "first", "last"] | int = "all"
+    title: str | None = None
+
+
+class Spec(_Strict):
+    """A whole experiment (see the module docstring)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    paper: str | None = None
+    subject: SubjectSpec
+    train: dict[str, Any] | None = None
+    measure: list[MeasureSpec] = Field(default_factory=list)
+    sweep: SweepSpec | None = None
+    theory: list[TheorySpec] = Field(default_factory=list)
+    plot: list[PlotSpec] = Field(default_factory=list)
+    claim: list[ClaimSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, value: str) -> str:
+        if not value.strip() or any(ord(c) < 32 for c in value):
+            raise ValueError("name must be non-blank text without control characters")
+        return value
+
+
+def load_spec(path: str | Path) -> tuple[Spec, str]:
+    """Read and validate the spec at ``path``; returns the Spec and its TOML text."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"spec file {str(path)!r} does not exist; give the path of a TOML spec."
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read spec file {str(path)!r}: {err}.") from None
+    return parse_spec(text, source=str(path)), text
+
+
+def parse_spec(text: str, *, source: str = "<spec>", check: bool = True) -> Spec:
+    """Validate TOML ``text`` into a :class:`Spec` (``source`` names it in errors).
+
+    ``check=False`` skips the registry checks (used to read back stored specs, whose
+    measures need not exist in this installation to check claims or draw figures).
+    """
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML: {err}. Fix the TOML syntax there.") from None
+    return spec_from_dict(raw, source=source, check=check)
+
+
+def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", check: bool = True) -> Spec:
+    """Validate a parsed spec dict, then check names against the registries."""
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, Spec, source)) from None
+    if check:
+        from normscope.experiments.checks import check_spec
+
+        check_spec(spec, source)
+    return spec

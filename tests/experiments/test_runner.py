@@ -1,0 +1,221 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+import normscope.data
+from normscope.experiments import Store, parse_spec, plan, run_experiment, theory_columns
+from normscope.experiments.execute import execute_run
+from normscope.experiments.runner import iter_local
+from normscope.measurement import Measurement
+from normscope.measures import register
+from normscope.results import load, wide
+
+from .conftest import TINY
+
+
+@theory_columns.register("test_half_width")
+def _half_width(config, *, scale=0.5):
+    return {"half_width": scale * config["subject"]["net"]["width"]}
+
+
+def run(text, db, **kw):
+    spec = parse_spec(text, source="t.toml")
+    with Store(db) as store:
+        return run_experiment(spec, store, spec_toml=text, quiet=True, **kw)
+
+
+def test_inline_sweep_stores_every_run_and_auto_sizes_the_net(tmp_path):
+    summary = run(TINY, tmp_path / "r.db", workers=0)
+    assert (summary.planned, summary.ok, summary.failed) == (4, 4, 0)
+    frame = load(tmp_path / "r.db")
+    assert len(frame) == 4 and set(frame["name"]) == {"loss"}
+    data = normscope.data.load("gaussian", n=24, dim=5, num_classes=3)
+    assert set(frame["subject.net.input_shape"]) == {data.input_shape}
+    assert set(frame["subject.net.output_dim"]) == {data.output_dim}
+    assert frame["value"].notna().all() and (frame["value"] > 0).all()
+
+
+def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    summary = run(text, tmp_path / "r.db", workers=0)
+    assert (summary.ok, summary.failed) == (2, 2)
+    with Store(tmp_path / "r.db", readonly=True) as store:
+        failed = [r for r in store.runs("tiny") if r["status"] == "failed"]
+    assert all("ConfigError" in r["error"] and "validation" in r["error"] for r in failed)
+    assert all("Traceback" in r["traceback"] for r in failed)
+
+
+def test_rerun_skips_done_runs_and_retry_failed_redoes_failures(tmp_path):
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    run(text, tmp_path / "r.db", workers=0)
+    again = run(text, tmp_path / "r.db", workers=0)
+    assert (again.skipped, again.ok, again.failed) == (4, 0, 0)
+    retry = run(text, tmp_path / "r.db", workers=0, retry_failed=True)
+    assert (retry.skipped, retry.ok, retry.failed) == (2, 0, 2)
+
+
+def test_changed_spec_reports_only_its_current_runs(tmp_path):
+    run(TINY, tmp_path / "r.db", workers=0)
+    run(TINY.replace("[4, 8]", "[8, 12]"), tmp_path / "r.db", workers=0)
+    widths = set(load(tmp_path / "r.db")["subject.net.width"])
+    assert widths == {8, 12}
+
+
+def test_two_worker_processes_give_the_same_numbers_as_inline(tmp_path):
+    run(TINY, tmp_path / "a.db", workers=0)
+    summary = run(TINY, tmp_path / "b.db", workers=2)
+    assert summary.ok == 4
+    a = load(tmp_path / "a.db").set_index("run")["value"].sort_index()
+    b = load(tmp_path / "b.db").set_index("run")["value"].sort_index()
+    assert list(a.index) == list(b.index) and (a == b).all()
+
+
+def crash_on_width_8(run_hash, config):
+    if config["subject"]["net"]["width"] == 8:
+        os._exit(3)
+    return execute_run(run_hash, config)
+
+
+def test_a_dying_worker_fails_only_its_own_runs():
+    runs = plan(parse_spec(TINY))
+    results = {r.hash: r for r in iter_local(runs, 1, fn=crash_on_width_8)}
+    by_width = {r.config["subject"]["net"]["width"]: results[r.hash].status for r in runs}
+    assert by_width == {4: "ok", 8: "failed"}
+    assert all("died" in results[r.hash].error for r in runs if results[r.hash].status != "ok")
+
+
+def test_theory_columns_are_stored_and_broadcast_to_every_step(tmp_path):
+    text = TINY + '\n[[theory]]\nname = "test_half_width"\nscale = 0.25\n'
+    run(text, tmp_path / "r.db", workers=0)
+    table = wide(load(tmp_path / "r.db"))
+    assert (table["theory.half_width"] == 0.25 * table["subject.net.width"]).all()
+
+
+def fake_training_module(calls):
+    def run_training(subject, train_config, tracked, on_record):
+        calls.append((train_config, [t.label for t in tracked]))
+        with __import__("torch").no_grad():
+            for p in subject.model.parameters():
+                p.mul_(0.5)
+        for step in range(0, train_config["steps"] + 1, tracked[0].every):
+            on_record(step, tracked[0].label, tracked[0].fn(subject, **tracked[0].options))
+        return train_config["steps"]
+
+    return types.SimpleNamespace(run_training=run_training)
+
+
+def test_training_hook_gets_config_and_tracked_measures(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "normscope.train", fake_training_module(calls))
+    text = TINY.split("[sweep]")[0] + textwrap.dedent("""
+        at = "both"
+        [[measure]]
+        name = "loss"
+        label = "tracked_loss"
+        every = 2
+        [train]
+        steps = 4
+        lr = 0.1
+    """)
+    run(text, tmp_path / "r.db", workers=0)
+    assert calls == [({"steps": 4, "lr": 0.1}, ["tracked_loss"])]
+    frame = load(tmp_path / "r.db")
+    steps = {(n, s) for n, s in zip(frame["name"], frame["step"], strict=True)}
+    assert steps == {
+        ("loss", 0),
+        ("loss", 4),
+        ("tracked_loss", 0),
+        ("tracked_loss", 2),
+        ("tracked_loss", 4),
+    }
+    loss = frame[frame["name"] == "loss"].set_index("step")["value"]
+    assert loss[0] != loss[4]
+
+
+def slow(subject):
+    """Sleeps, then reports the sample count (a test-only measure)."""
+    time.sleep(0.25)
+    return Measurement("test_slow", subject.num_samples, {"x": [1.0, 2.0]})
+
+
+@pytest.fixture
+def slow_measure(monkeypatch):
+    """``test_slow`` registered for one test only (a copy of the registry is patched in,
+    so the measure never leaks into tests that iterate over every measure)."""
+    from normscope.measures import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    register("test_slow", family="test")(slow)
+
+
+SLOW_DRIVER = """
+import sys
+from normscope.measures import register
+from normscope.experiments import Store, parse_spec, run_experiment
+from tests.experiments.test_runner import slow
+
+register("test_slow", family="test")(slow)
+
+text = open(sys.argv[1]).read()
+with Store(sys.argv[2]) as store:
+    run_experiment(parse_spec(text), store, spec_toml=text, workers=0, quiet=True)
+"""
+
+
+def test_sigkill_mid_sweep_loses_only_runs_in_flight_and_resume_completes(tmp_path, slow_measure):
+    spec = tmp_path / "s.toml"
+    spec.write_text(
+        TINY.replace('name = "loss"', 'name = "test_slow"').replace(
+            "seeds = [0, 1]", "seeds = [0, 1, 2, 3]"
+        )
+    )
+    driver = tmp_path / "driver.py"
+    driver.write_text(SLOW_DRIVER)
+    db = tmp_path / "r.db"
+    root = Path(__file__).parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), str(spec), str(db)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    deadline = time.time() + 60
+    done = 0
+    while time.time() < deadline and done < 2:
+        time.sleep(0.1)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue  # the driver is still creating the schema, or holds the lock
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= done < 8
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    rows = conn.execute("SELECT count(*) FROM measurements").fetchone()[0]
+    conn.close()
+    assert rows == stored
+    text = spec.read_text()
+    with Store(db) as store:
+        resumed = run_experiment(parse_spec(text), store, spec_toml=text, workers=0, quiet=True)
+    assert resumed.skipped == stored and resumed.ok == 8 - stored
+    frame = load(db)
+    assert len(frame) == 8 and frame["run"].is_unique
+
+
+@pytest.mark.parametrize("workers", [-1])
+def test_negative_workers_is_a_config_error(tmp_path, workers):
+    from normscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--workers"):
+        run(TINY, tmp_path / "r.db", workers=workers)

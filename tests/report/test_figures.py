@@ -1,0 +1,54 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from normscope.errors import ConfigError
+from normscope.experiments.spec import PlotSpec
+from normscope.report.figures import draw, png_bytes
+
+
+def table():
+    rows = [
+        {
+            "experiment": "e",
+            "run": f"{w}-{s}-{n}",
+            "status": "ok",
+            "step": 0,
+            "width": w,
+            "seed": s,
+            "norm": n,
+            "loss": w * (1 + s) * (2 if n == "none" else 1),
+        }
+        for w in (4, 8, 16)
+        for s in (0, 1)
+        for n in ("none", "batch")
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_line_plot_draws_the_mean_over_seeds_per_color_and_facet():
+    fig = draw(PlotSpec(x="width", y="loss", color="norm", facet="seed"), table())
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2
+    lines = axes[0].get_lines()
+    assert len(lines) == 2
+    ys = {tuple(line.get_ydata()) for line in lines}
+    assert ys == {(8.0, 16.0, 32.0), (4.0, 8.0, 16.0)}
+    png_bytes(fig)
+
+
+def test_line_plot_averages_runs_with_equal_x():
+    fig = draw(PlotSpec(x="width", y="loss", filter={"norm": "batch"}), table())
+    (line,) = fig.axes[0].get_lines()
+    np.testing.assert_allclose(line.get_ydata(), [6.0, 12.0, 24.0])
+    png_bytes(fig)
+
+
+def test_missing_column_is_a_config_error_with_suggestion():
+    with pytest.raises(ConfigError, match="did you mean 'loss'"):
+        draw(PlotSpec(x="width", y="los"), table())
+
+
+def test_filter_that_matches_nothing_is_a_config_error():
+    with pytest.raises(ConfigError, match="no finished runs"):
+        draw(PlotSpec(x="width", y="loss", filter={"norm": "layer"}), table())
