@@ -165,13 +165,14 @@ def _body(config: dict[str, Any], rows: list[Row]) -> None:
     trained = config["train"] is not None
     if trained:
         for e in config["measures"]:
-            if e["at"] in ("init", "both"):
+            if e["at"] in ("init", "both") and e["every"] is None:
                 rows.append(to_row(0, e["label"], _measure(subject, e)))
         end_step = _train(subject, config, rows)
     else:
         end_step = 0
     for e in config["measures"]:
-        if not trained or e["at"] in ("end", "both"):
+        # a tracked measure (every = k) is taken at step 0 and at the end by its tracker
+        if not trained or (e["at"] in ("end", "both") and e["every"] is None):
             rows.append(to_row(end_step, e["label"], _measure(subject, e)))
     rows += _theory_rows(config)
 

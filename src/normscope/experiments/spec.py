@@ -75,8 +75,8 @@ class MeasureSpec(BaseModel):
 
     ``label`` names the stored measurement (default: the measure's name), so one measure
     can be taken twice with different options. With ``[train]``: ``at`` says whether it
-    is taken on the initial network, the trained one, or both, and ``every = k`` also
-    tracks it every k training steps.
+    is taken on the initial network, the trained one, or both; ``every = k`` instead
+    tracks it every k training steps, from step 0 to the last step (``at`` is then moot).
     """
 
     model_config = ConfigDict(extra="allow")

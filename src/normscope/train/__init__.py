@@ -1,6 +1,16 @@
 """Training with tracking: GD / SGD with weight decay, and a Tracker for any loop."""
 
+from normscope.train.hook import run_training
 from normscope.train.loop import OPTIMIZERS, SCHEDULES, TrainResult, learning_rate, train
 from normscope.train.tracker import Record, Tracker
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "Record", "Tracker", "TrainResult", "learning_rate", "train"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Record",
+    "Tracker",
+    "TrainResult",
+    "learning_rate",
+    "run_training",
+    "train",
+]

@@ -89,7 +89,7 @@ def train(
     schedule: str = "constant",
     warmup: int = 0,
     seed: int = 0,
-    tracker: Tracker | None = None,
+    tracker: Tracker | Sequence[Tracker] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train the Subject's parameters in place with GD or SGD (+ weight decay).
@@ -100,13 +100,14 @@ def train(
         wd_on: which parameters get weight decay: ``"all"``, ``"scale_invariant"`` (the
             groups ``Subject.scale_invariant_groups`` finds; lyu2022's setting), or
             name patterns.
-        tracker: a :class:`Tracker`, called before step 0, every ``tracker.every``
-            steps, and after the last step.
+        tracker: a :class:`Tracker` (or several, each with its own ``every``), called
+            before step 0, every ``tracker.every`` steps, and after the last step.
         on_step: called as ``on_step(step, loss)`` after every step (progress bars).
 
     Training stops early, with ``stopped="diverged"``, when the loss becomes non-finite.
     """
     _check(optimizer, lr, steps, schedule, subject)
+    trackers = [] if tracker is None else [tracker] if isinstance(tracker, Tracker) else tracker
     model = subject.model
     named = dict(model.named_parameters())
     decay = _weight_decay_names(subject, wd_on)
@@ -128,8 +129,9 @@ def train(
         p.requires_grad_(False)
     try:
         for step in range(steps):
-            if tracker is not None and tracker.due(step):
-                tracker.step(subject, step, lr=learning_rate(lr, schedule, step, steps, warmup))
+            for t in trackers:
+                if t.due(step):
+                    t.step(subject, step, lr=learning_rate(lr, schedule, step, steps, warmup))
             for g in opt.param_groups:
                 g["lr"] = learning_rate(lr, schedule, step, steps, warmup)
             loss = _gradient_step(subject, opt, optimizer, generator)
@@ -140,10 +142,10 @@ def train(
             if not math.isfinite(loss):
                 result.stopped = "diverged"
                 break
-        if tracker is not None and result.stopped == "completed":
-            tracker.step(
-                subject, result.steps, lr=learning_rate(lr, schedule, steps, steps, warmup)
-            )
+        if result.stopped == "completed":
+            final_lr = learning_rate(lr, schedule, steps, steps, warmup)
+            for t in trackers:
+                t.step(subject, result.steps, lr=final_lr)
     finally:
         for p in frozen:
             p.requires_grad_(True)

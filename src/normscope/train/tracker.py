@@ -22,7 +22,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +55,9 @@ class Tracker:
         budget_seconds: stop tracking (with a note) once tracking has cost this much time.
         data, loss, bn_mode, params: how to build a Subject when ``step`` is given a bare
             model (not needed when it is given a Subject).
+        track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
+        on_measurement: called as ``on_measurement(step, name, measurement)`` with every
+            full Measurement (the experiment runner stores them this way).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Tracker:
         bn_mode: str = "train",
         params: str | Sequence[str] | None = None,
         track_weight_norms: bool = True,
+        on_measurement: Callable[[int, str, Any], None] | None = None,
     ) -> None:
         if every < 1:
             raise ConfigError(f"every must be >= 1, got {every}.")
@@ -84,6 +88,7 @@ class Tracker:
         self.budget_seconds = budget_seconds
         self.subject_args = {"data": data, "loss": loss, "bn_mode": bn_mode, "params": params}
         self.track_weight_norms = track_weight_norms
+        self.on_measurement = on_measurement
         self.records: list[Record] = []
         self.notes: list[str] = []
         self.seconds = 0.0
@@ -145,6 +150,8 @@ class Tracker:
         vectors = m.details.pop("eigenvectors", None)
         if vectors is not None:
             self._vectors[info.name] = torch.as_tensor(np.asarray(vectors))
+        if self.on_measurement is not None:
+            self.on_measurement(step, info.name, m)
         out = [Record(step, info.name, m.value)]
         for key, value in m.details.items():
             if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(

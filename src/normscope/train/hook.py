@@ -1,0 +1,47 @@
+"""The training hook the experiment runner calls for a spec's ``[train]`` table."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from normscope.errors import ConfigError
+from normscope.subject import Subject
+from normscope.train.loop import train
+from normscope.train.tracker import Tracker
+
+_TRAIN_OPTIONS = [
+    p for p in inspect.signature(train).parameters if p not in ("subject", "tracker", "on_step")
+]
+
+
+def run_training(
+    subject: Subject,
+    train_config: dict[str, Any],
+    tracked: Sequence[Any],
+    on_record: Callable[[int, str, Any], None],
+) -> int:
+    """Train ``subject`` with the options of ``train_config``; report tracked measures.
+
+    ``tracked`` items carry ``label``, ``name``, ``every`` and ``options``; each gets a
+    Tracker of its own (so warm starts and schedules are per measure), and every
+    measurement reaches ``on_record(step, label, measurement)``. Returns the number of
+    steps taken.
+    """
+    unknown = sorted(set(train_config) - set(_TRAIN_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"unknown [train] options {unknown}: valid options are {', '.join(_TRAIN_OPTIONS)}."
+        )
+    trackers = [
+        Tracker(
+            [t.name],
+            every=t.every,
+            options={t.name: dict(t.options)} if t.options else None,
+            track_weight_norms=False,
+            on_measurement=lambda step, _name, m, label=t.label: on_record(step, label, m),
+        )
+        for t in tracked
+    ]
+    return train(subject, tracker=trackers, **train_config).steps

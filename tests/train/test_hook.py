@@ -1,0 +1,57 @@
+"""The [train] table of a spec runs through normscope.train.run_training end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from normscope.errors import ConfigError
+from normscope.experiments import Store, parse_spec, run_experiment
+from normscope.results import load
+
+SPEC = """
+name = "trained"
+
+[subject]
+net = { arch = "mlp", width = 8, depth = 2, norm = "batch", seed = 0 }
+data = { name = "gaussian", n = 32, dim = 5, num_classes = 3 }
+loss = "mse"
+dtype = "float64"
+
+[train]
+lr = 0.1
+steps = 6
+weight_decay = 0.01
+
+[[measure]]
+name = "loss"
+every = 2
+
+[[measure]]
+name = "loss"
+label = "final_loss"
+at = "end"
+"""
+
+
+def test_spec_with_train_tracks_measures_and_stores_them(tmp_path):
+    spec = parse_spec(SPEC, source="t.toml")
+    with Store(tmp_path / "r.db") as store:
+        summary = run_experiment(spec, store, spec_toml=SPEC, quiet=True, workers=0)
+    assert (summary.ok, summary.failed) == (1, 0)
+    frame = load(tmp_path / "r.db")
+    tracked = frame[frame["name"] == "loss"].sort_values("step")
+    assert list(tracked["step"]) == [0, 2, 4, 6]
+    assert tracked["value"].iloc[-1] < tracked["value"].iloc[0]
+    final = frame[frame["name"] == "final_loss"]
+    assert list(final["step"]) == [6]
+    assert final["value"].iloc[0] == pytest.approx(tracked["value"].iloc[-1], rel=1e-12)
+
+
+def test_unknown_train_option_is_a_config_error(tmp_path):
+    text = SPEC.replace("weight_decay = 0.01", "weight_decay = 0.01\nnesterov = true")
+    spec = parse_spec(text, source="t.toml")
+    with Store(tmp_path / "r.db") as store:
+        run_experiment(spec, store, spec_toml=text, quiet=True, workers=0)
+        (failed,) = store.runs("trained")
+    assert failed["status"] == "failed" and "nesterov" in failed["error"]
+    assert issubclass(ConfigError, Exception)
