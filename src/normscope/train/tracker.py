@@ -56,6 +56,7 @@ class Tracker:
         data, loss, bn_mode, params: how to build a Subject when ``step`` is given a bare
             model (not needed when it is given a Subject).
         track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
+        warm_start: pass each warm-startable measure its previous eigenvectors.
         on_measurement: called as ``on_measurement(step, name, measurement)`` with every
             full Measurement (the experiment runner stores them this way).
     """
@@ -73,6 +74,7 @@ class Tracker:
         params: str | Sequence[str] | None = None,
         track_weight_norms: bool = True,
         on_measurement: Callable[[int, str, Any], None] | None = None,
+        warm_start: bool = True,
     ) -> None:
         if every < 1:
             raise ConfigError(f"every must be >= 1, got {every}.")
@@ -89,6 +91,7 @@ class Tracker:
         self.subject_args = {"data": data, "loss": loss, "bn_mode": bn_mode, "params": params}
         self.track_weight_norms = track_weight_norms
         self.on_measurement = on_measurement
+        self.warm_start = warm_start
         self.records: list[Record] = []
         self.notes: list[str] = []
         self.seconds = 0.0
@@ -140,7 +143,7 @@ class Tracker:
     def _measure(self, info, subject: Subject, step: int, lr: float | None) -> list[Record]:
         options = dict(self.options.get(info.name, {}))
         accepted = inspect.signature(info.fn).parameters
-        if "init_vectors" in accepted:
+        if self.warm_start and "init_vectors" in accepted:
             options.setdefault("return_vectors", True)
             if info.name in self._vectors:
                 options["init_vectors"] = self._vectors[info.name]
