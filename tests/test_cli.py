@@ -128,3 +128,23 @@ def test_measure_option_must_be_key_value(cli):
 def test_list_still_lists_measures(cli):
     code, out, _ = cli("list", "measures")
     assert code == 0 and "loss" in out
+
+
+def test_measure_shows_layer_names_and_per_layer_dicts(cli):
+    code, out, _ = cli(
+        "measure",
+        "gradient_norms",
+        "--data",
+        "gaussian",
+        "--n",
+        "16",
+        "--width",
+        "8",
+        "--norm",
+        "batch",
+        "--data-option",
+        "dim=4",
+        "--data-option",
+        "num_classes=3",
+    )
+    assert code == 0 and "gradient_norms =" in out

@@ -167,9 +167,18 @@ def _show_measurement(m: Measurement) -> None:
     table = Table(title="details", show_header=False, box=None)
     for key, value in m.details.items():
         if isinstance(value, np.ndarray | list | tuple):
-            arr = np.asarray(value, dtype=float).ravel()
-            shown = ", ".join(f"{v:.4g}" for v in arr[:6]) + (" ..." if arr.size > 6 else "")
-            table.add_row(escape(str(key)), f"array of {arr.size}: [{shown}]")
+            arr = np.asarray(value).ravel()
+            fmt = "{:.4g}" if np.issubdtype(arr.dtype, np.number) else "{}"
+            shown = ", ".join(fmt.format(v) for v in arr[:6]) + (" ..." if arr.size > 6 else "")
+            table.add_row(escape(str(key)), escape(f"array of {arr.size}: [{shown}]"))
+        elif isinstance(value, dict):
+            shown = ", ".join(
+                f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
+                for k, v in list(value.items())[:6]
+            )
+            table.add_row(
+                escape(str(key)), escape(f"{{{shown}{' ...' if len(value) > 6 else ''}}}")
+            )
         else:
             table.add_row(escape(str(key)), escape(str(value)))
     if m.details:
@@ -315,6 +324,92 @@ def export(
     out = output or db.with_suffix(f".{format.value}")
     rows = export_table(db, out, format.value, experiment)
     console.print(f"{rows} rows written to {escape(str(out))}")
+
+
+def _list_reproductions() -> None:
+    from normscope import reproductions
+
+    table = Table(title="reproductions", show_header=False, box=None)
+    for name in reproductions.names():
+        table.add_row(f"[bold]{name}[/bold]", escape(reproductions.load(name).paper))
+    console.print(table)
+
+
+def _claims_table(outcomes: list) -> Table:
+    table = Table(title="claims")
+    for col in ("paper", "claim", "measured", "expected", "result", "message"):
+        table.add_column(col)
+    for outcome in outcomes:
+        for r in outcome.claims:
+            style = "green" if r.passed else "bold red"
+            table.add_row(
+                escape(outcome.reproduction.name),
+                escape(r.name),
+                "" if r.measured != r.measured else f"{r.measured:.4g}",
+                escape(r.expected),
+                f"[{style}]{r.verdict}[/{style}]",
+                escape(r.message),
+            )
+    return table
+
+
+@app.command()
+def reproduce(
+    name: Annotated[
+        str, typer.Argument(help="Reproduction to run, or 'all' (see --list).")
+    ] = "all",
+    quick: Annotated[
+        bool, typer.Option("--quick", help="The small size (about 2 minutes each).")
+    ] = False,
+    db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = DEFAULT_DB,
+    report: Annotated[Path, typer.Option("--report", help="HTML report to write.")] = Path(
+        "results"
+    )
+    / "report.html",
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", help="Worker processes (0: run inline).")
+    ] = 2,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a claim fails.")] = False,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="List the reproductions and their papers.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run the shipped reproductions of the papers, check their claims, write the report.
+
+    A claim that fails is printed as FAIL and is a result: the exit status is 0 unless
+    --strict. Exits 1 when a run crashed, 2 on a user error.
+    """
+    from normscope.reproductions.runner import reproduce as run_reproductions
+    from normscope.reproductions.runner import write_report
+
+    if list_only:
+        _list_reproductions()
+        return
+    outcomes = run_reproductions(
+        name, db, quick=quick, workers=workers, quiet=quiet, console=err_console
+    )
+    for outcome in outcomes:
+        s = outcome.summary
+        console.print(
+            f"[bold]{escape(s.experiment)}[/bold]: {s.planned} runs, {s.skipped} already "
+            f"stored, {s.ok} finished, {s.failed} failed ({s.seconds:.1f} s)"
+        )
+        for run_hash, error in s.failures[:10]:
+            err_console.print(f"[red]run failed[/red] {run_hash}: {escape(error)}")
+    console.print(_claims_table(outcomes))
+    path = write_report(db, report, outcomes)
+    failed = sum(o.failed_claims for o in outcomes)
+    total = sum(len(o.claims) for o in outcomes)
+    console.print(
+        f"{total - failed} of {total} claims pass; results in {escape(str(db))}, "
+        f"report in {escape(str(path))}"
+    )
+    if any(o.summary.failures for o in outcomes):
+        err_console.print("some runs crashed; rerun the same command to retry them")
+        raise typer.Exit(1)
+    if strict and failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:
