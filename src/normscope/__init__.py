@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0"
 
-__all__ = ["Measurement", "NormscopeError", "Subject", "__version__"]
+__all__ = ["Measurement", "NormscopeError", "Subject", "__version__", "audit"]
+
+
+def __getattr__(name: str):
+    # normscope.audit imports the experiment store and plotting; load it on first use.
+    if name == "audit":
+        from normscope.auditing import audit
+
+        return audit
+    raise AttributeError(f"module 'normscope' has no attribute {name!r}")

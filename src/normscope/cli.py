@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import normscope
+from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError
 from normscope.measurement import Measurement
 
@@ -410,6 +411,9 @@ def reproduce(
         raise typer.Exit(1)
     if strict and failed:
         raise typer.Exit(1)
+
+
+register_audit(app)
 
 
 def main() -> None:

@@ -13,12 +13,9 @@ for _module in pkgutil.iter_modules(__path__):
     if _module.name != "registry":
         importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["MeasureInfo", "get", "info", "names", "register"]
+# normscope.measures.sharpness(...) etc.: every registered function is an attribute of
+# the package. A module of the same name (measures/sharpness.py) stays importable by its
+# full path; the package attribute is the function, which is what users call.
+globals().update({_name: get(_name) for _name in names()})
 
-
-def __getattr__(name: str):
-    # normscope.measures.sharpness(...) etc.: the registered functions as attributes
-    try:
-        return get(name)
-    except LookupError as err:
-        raise AttributeError(name) from err
+__all__ = ["MeasureInfo", "get", "info", "names", "register", *names()]

@@ -1,0 +1,165 @@
+import sys
+import textwrap
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from normscope.auditing.command import load_data, parse_shape, register
+from normscope.auditing.factory import load_model
+from normscope.errors import ConfigError, ModelError, ShapeError
+from normscope.experiments.store import Store
+
+MODELS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    def make_mlp():
+        gen = torch.random.fork_rng()
+        with gen:
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10))
+
+    def make_cnn():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(),
+                                 nn.Flatten(), nn.Linear(72, 10))
+
+    def broken():
+        raise ValueError("no weights here")
+
+    def not_a_model():
+        return 3
+    """
+)
+
+
+@pytest.fixture
+def models(tmp_path):
+    path = tmp_path / "user_models.py"
+    path.write_text(MODELS)
+    return path
+
+
+@pytest.fixture
+def app():
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def root() -> None:
+        """A root, so that ``audit`` is a subcommand as in the normscope app."""
+
+    return app
+
+
+def _invoke(app, *args):
+    return CliRunner().invoke(app, ["audit", *map(str, args)])
+
+
+def test_audit_command_prints_stores_and_writes_html(app, models, tmp_path):
+    db, html = tmp_path / "r.db", tmp_path / "a.html"
+    result = _invoke(
+        app,
+        f"{models}:make_mlp",
+        "--data",
+        "digits",
+        "--n",
+        64,
+        "--measures",
+        "loss,gradient_norms",
+        "--variants",
+        "as_given,no_norm",
+        "--db",
+        db,
+        "--html",
+        html,
+    )
+    assert result.exit_code == 0, result.output
+    assert "as_given/train" in result.output and "no_norm" in result.output
+    assert "stored as audit:make_mlp" in result.output
+    with Store(db, readonly=True) as store:
+        assert store.experiments() == ["audit:make_mlp"]
+        assert len(store.measurements()) == 3 * 2
+    assert "Audit of make_mlp" in html.read_text()
+
+
+def test_input_shape_reshapes_the_data_for_a_conv_model(app, models, tmp_path):
+    result = _invoke(
+        app,
+        f"{models}:make_cnn",
+        "--data",
+        "digits",
+        "--input-shape",
+        "1,8,8",
+        "--n",
+        64,
+        "--measures",
+        "loss",
+        "--bn-modes",
+        "eval",
+        "--db",
+        tmp_path / "r.db",
+    )
+    assert result.exit_code == 0, result.output
+    assert "as_given/eval" in result.output and "as_given/train" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("missing.py:make_mlp", "does not exist"),
+        ("{models}", "is not of the form path/to/file.py:function"),
+        ("{models}:make_mpl", "no function 'make_mpl'; functions defined there: broken"),
+        ("{models}:broken", "broken() in"),
+        ("{models}:not_a_model", "returned int, not a torch.nn.Module"),
+    ],
+)
+def test_bad_model_references_exit_2_with_a_clear_message(app, models, tmp_path, target, message):
+    result = _invoke(app, target.format(models=models), "--db", tmp_path / "r.db")
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "r.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--measures", "sharpnes"], "unknown measure 'sharpnes'"),
+        (["--variants", "no_nrom"], "unknown audit variant 'no_nrom'"),
+        (["--input-shape", "3,8,8"], "192 values per sample"),
+        (["--data", "nowhere"], "neither a data set"),
+    ],
+)
+def test_bad_options_exit_2(app, models, tmp_path, args, message):
+    result = _invoke(app, f"{models}:make_mlp", "--n", 64, "--db", tmp_path / "r.db", *args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+def test_model_file_is_imported_from_its_path_without_touching_sys_path(models):
+    path_before = list(sys.path)
+    model, name = load_model(f"{models}:make_mlp")
+    assert name == "make_mlp" and model[0].in_features == 64
+    assert sys.path == path_before
+    assert "user_models" not in sys.modules
+
+
+def test_a_file_that_fails_on_import_is_a_model_error(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("import not_a_module_anywhere\n")
+    with pytest.raises(ModelError, match="ModuleNotFoundError"):
+        load_model(f"{path}:make")
+
+
+def test_shapes_and_data_helpers_validate(tmp_path):
+    assert parse_shape("1,8,8") == (1, 8, 8)
+    with pytest.raises(ConfigError):
+        parse_shape("1,a")
+    assert load_data("gaussian", 16, 0, (2, 3)).x.shape == (16, 2, 3)
+    with pytest.raises(ShapeError):
+        load_data("digits", 16, 0, (5,))
+    with pytest.raises(ConfigError, match="neither MNIST"):
+        load_data(str(tmp_path), 16, 0, None)
