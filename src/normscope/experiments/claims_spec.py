@@ -2,7 +2,7 @@
 
 Columns a claim names are those of :func:`normscope.results.wide`: dotted config
 fields (``subject.net.width``), measurement names (``sharpness``), their scalar
-details (``fisher_spectrum.lambda_max``), theory columns (``theory.lambda_max``) and
+details (``fisher_spectrum.mean``), theory columns (``theory.lambda_max``) and
 ``step``. ``filter`` keeps rows whose columns equal the given values (a list: any of
 them); ``step`` picks which training step of each run is used ("last" by default).
 """

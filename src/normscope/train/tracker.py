@@ -12,7 +12,7 @@ Use it from :func:`normscope.train.train` or from your own loop::
 Measures that can warm-start (an ``init_vectors`` option, e.g. ``sharpness``) get the
 eigenvectors of their previous call, so Lanczos starts next to the answer and needs
 fewer Hessian-vector products per tracked step. Each call records, besides every
-measure's value, its scalar details (``"sharpness.residual"``...), its product counts
+measure's value, its scalar details (``"sharpness.iterations"``...), its product counts
 (``"sharpness.cost.hvp"``), the learning rate and the stability line ``2/lr``, and the
 norm of every scale-invariant parameter group (``"weight_norm.<group>"``, lyu2022).
 """
