@@ -155,3 +155,23 @@ def test_claims_use_the_last_step_of_each_run_by_default():
     assert evaluate(claim({"type": "bounded", "y": "y", "below": 3}), t).n == 2
     first = evaluate(claim({"type": "bounded", "y": "y", "below": 3, "step": "first"}), t)
     assert not first.passed and math.isclose(first.measured, 100.0)
+
+
+def test_claims_over_all_steps_in_a_window_fit_a_training_curve():
+    steps = np.arange(0, 100, 10)
+    t = pd.DataFrame(
+        {
+            "experiment": "e",
+            "run": "a",
+            "status": "ok",
+            "step": steps,
+            "y": np.where(steps < 40, 50.0, np.exp(-0.01 * steps)),
+        }
+    )
+    spec = {"type": "slope", "x": "step", "y": "y", "logy": True, "step": "all"}
+    late = evaluate(claim({**spec, "min_step": 40, "within": [-0.0101, -0.0099]}), t)
+    assert late.passed and late.n == 6
+    whole = evaluate(claim({**spec, "within": [-0.0101, -0.0099]}), t)
+    assert not whole.passed and whole.n == 10
+    early = evaluate(claim({**spec, "max_step": 30, "within": [-1e-9, 1e-9]}), t)
+    assert early.passed and early.n == 4

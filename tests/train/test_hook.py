@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from normscope.errors import ConfigError
 from normscope.experiments import Store, parse_spec, run_experiment
 from normscope.results import load
+from normscope.train import train
 
 SPEC = """
 name = "trained"
@@ -55,3 +57,49 @@ def test_unknown_train_option_is_a_config_error(tmp_path):
         (failed,) = store.runs("trained")
     assert failed["status"] == "failed" and "nesterov" in failed["error"]
     assert issubclass(ConfigError, Exception)
+
+
+DIGITS = """
+name = "split"
+
+[subject]
+net = { arch = "mlp", width = 8, depth = 1, seed = 0 }
+data = { name = "digits", n = 64, seed = 0 }
+dtype = "float64"
+
+[train]
+lr = 0.5
+steps = 4
+
+[[measure]]
+name = "loss"
+label = "train_loss"
+
+[[measure]]
+name = "loss"
+label = "test_loss"
+split = "test"
+
+[[measure]]
+name = "loss"
+label = "tracked_test_loss"
+split = "test"
+every = 2
+"""
+
+
+def test_measures_on_another_split_use_that_split(tmp_path):
+    from normscope import Subject, data, nets
+
+    spec = parse_spec(DIGITS, source="t.toml")
+    with Store(tmp_path / "r.db") as store:
+        summary = run_experiment(spec, store, spec_toml=DIGITS, quiet=True, workers=0)
+    assert summary.ok == 1
+    frame = load(tmp_path / "r.db").set_index(["name", "step"])["value"]
+    test = data.load("digits", split="test", n=64, seed=0).to(torch.float64)
+    model = nets.mlp(input_shape=(64,), output_dim=10, width=8, depth=1, seed=0, dtype="float64")
+    train(Subject(model, data.load("digits", n=64, seed=0).to(torch.float64)), lr=0.5, steps=4)
+    expected = Subject(model, test).loss().item()
+    assert frame[("test_loss", 4)] == pytest.approx(expected, rel=1e-12)
+    assert frame[("tracked_test_loss", 4)] == pytest.approx(expected, rel=1e-12)
+    assert frame[("train_loss", 4)] != pytest.approx(expected, rel=1e-3)

@@ -241,6 +241,10 @@ def evaluate(claim: ClaimSpec, table: pd.DataFrame) -> ClaimResult:
     try:
         rows = table[table["status"] == "ok"] if "status" in table.columns else table
         rows = select(rows, claim.filter, claim.step)
+        if claim.min_step is not None:
+            rows = rows[rows["step"] >= claim.min_step]
+        if claim.max_step is not None:
+            rows = rows[rows["step"] <= claim.max_step]
         if rows.empty:
             raise _Fail("no finished runs match the claim's filter and step")
         return _CHECKS[type(claim)](claim, rows)

@@ -4,7 +4,9 @@ Columns a claim names are those of :func:`normscope.results.wide`: dotted config
 fields (``subject.net.width``), measurement names (``sharpness``), their scalar
 details (``fisher_spectrum.mean``), theory columns (``theory.lambda_max``) and
 ``step``. ``filter`` keeps rows whose columns equal the given values (a list: any of
-them); ``step`` picks which training step of each run is used ("last" by default).
+them); ``step`` picks which training step of each run is used ("last" by default,
+"first", a number, or "all": every tracked step, e.g. for a claim on a training
+curve), and ``min_step`` / ``max_step`` keep only steps in that window (inclusive).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ class _Claim(BaseModel):
 
     name: str | None = None
     filter: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
-    step: Literal["first", "last"] | int = "last"
+    step: Literal["first", "last", "all"] | int = "last"
+    min_step: int | None = None
+    max_step: int | None = None
     min_points: int | None = Field(default=None, ge=1)
     paper: str | None = None
 

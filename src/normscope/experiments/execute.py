@@ -100,19 +100,44 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def build_subject(config: dict[str, Any]):
-    """The Subject of a resolved config; fills ``net.input_shape``/``output_dim`` from the
-    data when they are missing (the filled values are written back into ``config``)."""
+def load_data(config: dict[str, Any], split: str | None = None):
+    """The Dataset of a resolved config (``split`` replaces the config's split)."""
     import torch
 
-    from normscope import data, nets
-    from normscope.subject import Subject
+    from normscope import data
 
     sub = config["subject"]
     d = dict(sub["data"])
-    name, split, n, seed = d.pop("name"), d.pop("split"), d.pop("n"), d.pop("seed")
+    name, own_split, n, seed = d.pop("name"), d.pop("split"), d.pop("n"), d.pop("seed")
     dtype = torch.float64 if sub["dtype"] == "float64" else torch.float32
-    dataset = data.load(name, split=split, n=n, seed=seed, **d).to(dtype)
+    return data.load(name, split=split or own_split, n=n, seed=seed, **d).to(dtype)
+
+
+def on_split(subject, config: dict[str, Any], split: str | None):
+    """``subject`` itself, or the same model and settings on another split of its data."""
+    from normscope.subject import Subject
+
+    if split is None:
+        return subject
+    return Subject(
+        subject.model,
+        load_data(config, split),
+        loss=subject.loss_name,
+        bn_mode=subject.bn_mode,
+        batch_size=subject.batch_size,
+        params=subject.params_selection,
+    )
+
+
+def build_subject(config: dict[str, Any]):
+    """The Subject of a resolved config; fills ``net.input_shape``/``output_dim`` from the
+    data when they are missing (the filled values are written back into ``config``)."""
+
+    from normscope import nets
+    from normscope.subject import Subject
+
+    sub = config["subject"]
+    dataset = load_data(config)
     net = sub["net"]
     net.setdefault("input_shape", list(dataset.input_shape))
     net.setdefault("output_dim", dataset.output_dim)
@@ -127,10 +152,11 @@ def build_subject(config: dict[str, Any]):
     )
 
 
-def _measure(subject, entry: dict[str, Any]) -> Measurement:
+def _measure(subject, config: dict[str, Any], entry: dict[str, Any]) -> Measurement:
     from normscope import measures
 
-    return measures.get(entry["name"])(subject, **entry["options"])
+    target = on_split(subject, config, entry.get("split"))
+    return measures.get(entry["name"])(target, **entry["options"])
 
 
 def _train(subject, config: dict[str, Any], rows: list[Row]) -> int:
@@ -138,7 +164,14 @@ def _train(subject, config: dict[str, Any], rows: list[Row]) -> int:
     from normscope.experiments.training import Tracked, training_hook
 
     tracked = [
-        Tracked(e["label"], e["name"], measures.get(e["name"]), e["every"], e["options"])
+        Tracked(
+            e["label"],
+            e["name"],
+            measures.get(e["name"]),
+            e["every"],
+            e["options"],
+            None if e.get("split") is None else load_data(config, e["split"]),
+        )
         for e in config["measures"]
         if e["every"] is not None
     ]
@@ -166,14 +199,14 @@ def _body(config: dict[str, Any], rows: list[Row]) -> None:
     if trained:
         for e in config["measures"]:
             if e["at"] in ("init", "both") and e["every"] is None:
-                rows.append(to_row(0, e["label"], _measure(subject, e)))
+                rows.append(to_row(0, e["label"], _measure(subject, config, e)))
         end_step = _train(subject, config, rows)
     else:
         end_step = 0
     for e in config["measures"]:
         # a tracked measure (every = k) is taken at step 0 and at the end by its tracker
         if not trained or (e["at"] in ("end", "both") and e["every"] is None):
-            rows.append(to_row(end_step, e["label"], _measure(subject, e)))
+            rows.append(to_row(end_step, e["label"], _measure(subject, config, e)))
     rows += _theory_rows(config)
 
 

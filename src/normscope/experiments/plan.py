@@ -40,6 +40,7 @@ def base_config(spec: Spec) -> dict[str, Any]:
                 "options": m.options,
                 "at": m.at,
                 "every": m.every,
+                **({"split": m.split} if m.split is not None else {}),
             }
             for m in spec.measure
         ],

@@ -3,7 +3,8 @@
 A spec names one network/data/loss setting (``[subject]``), optional training
 (``[train]``), the measures to take (``[[measure]]``), the grid to sweep (``[sweep]``),
 theory columns to compute beside them (``[[theory]]``), figures (``[[plot]]``) and the
-claims the stored numbers are checked against (``[[claim]]``). Every table rejects
+claims the stored numbers are checked against (``[[claim]]``), and an optional smaller
+size (``[quick]``, applied by ``parse_spec(..., quick=True)``). Every table rejects
 unknown fields; errors name the file, the field path and the fix.
 
 Example::
@@ -22,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,6 +79,8 @@ class MeasureSpec(BaseModel):
     can be taken twice with different options. With ``[train]``: ``at`` says whether it
     is taken on the initial network, the trained one, or both; ``every = k`` instead
     tracks it every k training steps, from step 0 to the last step (``at`` is then moot).
+    ``split`` takes the measure on another split of the subject's data source (same
+    ``n``, seed and options), e.g. ``split = "test"`` for test loss and accuracy.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -85,6 +89,7 @@ class MeasureSpec(BaseModel):
     label: str | None = None
     at: Literal["init", "end", "both"] = "end"
     every: int | None = Field(default=None, gt=0)
+    split: str | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -143,6 +148,29 @@ class PlotSpec(_Strict):
     title: str | None = None
 
 
+class QuickSpec(_Strict):
+    """A smaller size of the same experiment, applied by ``parse_spec(..., quick=True)``.
+
+    ``sweep`` replaces entries of ``[sweep]`` that the spec already has (axes, ``seeds``,
+    ``zip``); ``set`` assigns values to dotted paths that already exist in the spec's
+    ``subject``, ``train``, ``measure`` or ``theory`` tables (list items by index:
+    ``"measure.0.num_probes"``). Claims and plots cannot be changed: a quick run is checked
+    against exactly the claims of the full one. Example::
+
+        [quick.sweep]
+        "subject.net.width" = [64, 128]
+        seeds = [0]
+        [quick.set]
+        "subject.data.n" = 50
+    """
+
+    sweep: dict[str, Any] = Field(default_factory=dict)
+    set: dict[str, Any] = Field(default_factory=dict)
+
+
+QUICK_SET_ROOTS = ("subject", "train", "measure", "theory")
+
+
 class Spec(_Strict):
     """A whole experiment (see the module docstring)."""
 
@@ -156,6 +184,7 @@ class Spec(_Strict):
     theory: list[TheorySpec] = Field(default_factory=list)
     plot: list[PlotSpec] = Field(default_factory=list)
     claim: list[ClaimSpec] = Field(default_factory=list)
+    quick: QuickSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -179,17 +208,71 @@ def load_spec(path: str | Path) -> tuple[Spec, str]:
     return parse_spec(text, source=str(path)), text
 
 
-def parse_spec(text: str, *, source: str = "<spec>", check: bool = True) -> Spec:
+def parse_spec(
+    text: str, *, source: str = "<spec>", check: bool = True, quick: bool = False
+) -> Spec:
     """Validate TOML ``text`` into a :class:`Spec` (``source`` names it in errors).
 
     ``check=False`` skips the registry checks (used to read back stored specs, whose
     measures need not exist in this installation to check claims or draw figures).
+    ``quick=True`` applies the spec's ``[quick]`` table (see :class:`QuickSpec`) before
+    validation; the paths of a ``[quick]`` table are checked either way.
     """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: not valid TOML: {err}. Fix the TOML syntax there.") from None
-    return spec_from_dict(raw, source=source, check=check)
+    quick_raw = apply_quick(raw, source)
+    return spec_from_dict(quick_raw if quick else raw, source=source, check=check)
+
+
+def apply_quick(raw: dict[str, Any], source: str = "<spec>") -> dict[str, Any]:
+    """A copy of the parsed spec ``raw`` with its ``[quick]`` table applied and removed
+    (``raw`` itself when it has none). Unknown paths or sweep keys raise ConfigError."""
+    if "quick" not in raw:
+        return raw
+    try:
+        quick = QuickSpec.model_validate(raw["quick"])
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, QuickSpec, f"{source}: quick")) from None
+    out = copy.deepcopy({k: v for k, v in raw.items() if k != "quick"})
+    sweep = out.get("sweep")
+    for key, value in quick.sweep.items():
+        if not isinstance(sweep, dict) or key not in sweep:
+            have = ", ".join(repr(k) for k in (sweep or {})) or "none"
+            raise ConfigError(
+                f"{source}: quick.sweep.{key!r}: the spec's [sweep] has no entry {key!r} to "
+                f"replace (it has: {have})."
+            )
+        sweep[key] = copy.deepcopy(value)
+    for path, value in quick.set.items():
+        _set_path(out, path, copy.deepcopy(value), source)
+    return out
+
+
+def _set_path(raw: dict[str, Any], path: str, value: Any, source: str) -> None:
+    parts = path.split(".")
+    if parts[0] not in QUICK_SET_ROOTS or len(parts) < 2:
+        raise ConfigError(
+            f"{source}: quick.set.{path!r}: a path starts with "
+            f"{', '.join(QUICK_SET_ROOTS)} and names a field, e.g. 'subject.data.n'."
+        )
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            key: Any = int(part)
+        elif isinstance(node, dict) and part in node:
+            key = part
+        else:
+            raise ConfigError(
+                f"{source}: quick.set.{path!r}: the spec has no field {where!r}; [quick] "
+                "only changes values the spec sets (write the full-size value there first)."
+            )
+        if depth == len(parts) - 1:
+            node[key] = value
+        else:
+            node = node[key]
 
 
 def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", check: bool = True) -> Spec:

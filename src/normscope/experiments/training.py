@@ -8,7 +8,8 @@ A spec with a ``[train]`` table is trained between the ``at = "init"`` and
 - ``subject``: the run's :class:`~normscope.subject.Subject`; its model is trained in
   place.
 - ``train_config``: the ``[train]`` table as a plain dict (after sweep substitution).
-- ``tracked``: the :class:`Tracked` measures of the spec that set ``every = k``.
+- ``tracked``: the :class:`Tracked` measures of the spec that set ``every = k`` (with
+  ``data`` set when the measure is taken on another split).
 - ``on_record(step, label, measurement)``: to be called with every tracked measurement.
 - returns the number of training steps taken; ``at = "end"`` measurements are stored at
   that step (the initial network is step 0).
@@ -37,6 +38,7 @@ class Tracked:
     fn: Callable[..., Measurement]
     every: int
     options: dict[str, Any] = field(default_factory=dict)
+    data: Any = None  # a Dataset to measure on instead of the training data (a split)
 
 
 def training_hook() -> TrainFn:

@@ -54,7 +54,8 @@ class Tracker:
         options: per-measure options, ``{"sharpness": {"k": 2}}``.
         budget_seconds: stop tracking (with a note) once tracking has cost this much time.
         data, loss, bn_mode, params: how to build a Subject when ``step`` is given a bare
-            model (not needed when it is given a Subject).
+            model. When ``step`` is given a Subject and ``data`` is set, the measures run
+            on ``data`` with the Subject's model and settings (e.g. a test split).
         track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
         warm_start: pass each warm-startable measure its previous eigenvectors.
         on_measurement: called as ``on_measurement(step, name, measurement)`` with every
@@ -105,8 +106,16 @@ class Tracker:
         return self.budget_seconds is not None and self.seconds >= self.budget_seconds
 
     def _subject(self, model_or_subject: nn.Module | Subject) -> Subject:
+        data = self.subject_args["data"]
         if isinstance(model_or_subject, Subject):
-            return model_or_subject
+            if data is None:
+                return model_or_subject
+            # the Tracker has data of its own (e.g. a test split): the same model and
+            # settings, measured on that data
+            s = model_or_subject
+            return Subject(
+                s.model, data, loss=s.loss_name, bn_mode=s.bn_mode, params=s.params_selection
+            )
         if self.subject_args["data"] is None:
             raise ConfigError(
                 "Tracker.step was given a model, so the Tracker needs data: "
