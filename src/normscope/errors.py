@@ -30,6 +30,10 @@ class ModelError(NormscopeError, ValueError):
     """A model that cannot be measured as given (no parameters, non-finite weights...)."""
 
 
+class NonFiniteError(NormscopeError, ArithmeticError):
+    """A computation met NaN or inf (an overflowing network, a diverged model)."""
+
+
 class StoreError(NormscopeError):
     """A results store that cannot be opened, read or written."""
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from normscope.errors import NonFiniteError
 from normscope.linalg import lanczos
 
 from tests.linalg.spectra import orthogonal, random_spectrum, with_spectrum
@@ -246,5 +247,5 @@ def test_lanczos_rejects_bad_arguments_naming_the_value(kwargs, message):
 def test_lanczos_rejects_an_operator_with_the_wrong_shape_or_nan():
     with pytest.raises(ValueError, match="shape"):
         lanczos(lambda v: v[:-1], 10)
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(NonFiniteError, match="non-finite"):
         lanczos(lambda v: v * float("nan"), 10)

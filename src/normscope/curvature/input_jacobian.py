@@ -17,9 +17,8 @@ from functools import cached_property
 import torch
 from torch.func import jvp, vjp
 
-from normscope.curvature.operator import batched
+from normscope.curvature.operator import batched, top_eigenpair
 from normscope.errors import ModelError
-from normscope.linalg import lanczos
 from normscope.measurement import CostMeter
 from normscope.subject import Subject
 
@@ -114,23 +113,17 @@ class InputJacobian:
         small_out = n_out <= n_in
         matmat = gram_out if small_out else gram_in
         dim = n_out if small_out else n_in
-        try:
-            res = lanczos(
-                lambda v: matmat(v.unsqueeze(0))[0],
-                dim,
-                matmat=matmat,
-                tol=tol,
-                max_iter=max_iter,
-                seed=seed,
-                dtype=self.x.dtype,
-                device=self.x.device,
-            )
-        except ValueError as err:
-            if "non-finite" in str(err):
-                return math.inf, None
-            raise
-        top = max(float(res.eigenvalues[-1]), 0.0)
-        vector = res.eigenvectors[-1]
+        top, vector = top_eigenpair(
+            matmat,
+            dim,
+            dtype=self.x.dtype,
+            device=self.x.device,
+            tol=tol,
+            max_iter=max_iter,
+            seed=seed,
+        )
+        if vector is None:
+            return math.inf, None
         if small_out:
             vector = self.vjp(vector.reshape(out_shape)).reshape(-1)
         norm = vector.norm()

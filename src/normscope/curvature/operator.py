@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from normscope.errors import NonFiniteError
+from normscope.linalg import lanczos
 from normscope.measurement import CostMeter
 
 
@@ -87,3 +89,35 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tenso
             return torch.stack([fn(v) for v in vs])
 
     return run
+
+
+def top_eigenpair(
+    matmat: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    *,
+    dtype: torch.dtype,
+    device: torch.device,
+    tol: float,
+    max_iter: int | None,
+    seed: int,
+) -> tuple[float, torch.Tensor | None]:
+    """Largest eigenvalue (clipped at 0) and its vector of a PSD operator given by ``matmat``.
+
+    Lanczos on ``(k, dim)`` blocks; an operator that overflows (NaN or inf in a product,
+    e.g. a Gram ``J J^T`` of a very deep net) gives ``(inf, None)`` instead of an error,
+    so callers can report ``inf`` with a note.
+    """
+    try:
+        res = lanczos(
+            lambda v: matmat(v.unsqueeze(0))[0],
+            dim,
+            matmat=matmat,
+            tol=tol,
+            max_iter=max_iter,
+            seed=seed,
+            dtype=dtype,
+            device=device,
+        )
+    except NonFiniteError:
+        return float("inf"), None
+    return max(float(res.eigenvalues[-1]), 0.0), res.eigenvectors[-1]

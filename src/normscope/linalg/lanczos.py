@@ -61,7 +61,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from normscope.errors import ConfigError
+from normscope.errors import ConfigError, NonFiniteError
 from normscope.linalg._basis import Basis, orthonormalize_block
 from normscope.linalg._space import (
     CountedOperator,
@@ -238,7 +238,7 @@ def _step(
     diagonal = (block.double() @ image.double().T).cpu()
     # A nan or inf anywhere in the image reaches the diagonal, so checking it suffices.
     if not bool(torch.isfinite(diagonal).all()):
-        raise ConfigError("the operator returned non-finite values (nan or inf); check matvec.")
+        raise NonFiniteError("the operator returned non-finite values (nan or inf); check matvec.")
     state.scale = max(state.scale, float(image.norm(dim=1).max()))
     state.tridiagonal[offset : offset + b, offset : offset + b] = (diagonal + diagonal.T) / 2
     residual = state.basis.project_out(image)

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from normscope.errors import ConfigError
+from normscope.errors import NonFiniteError
 from normscope.linalg._space import (
     CountedOperator,
     Matmat,
@@ -156,7 +156,9 @@ def _batched_lanczos(
         # anywhere in the image makes its alpha non-finite, so checking alphas suffices.
         alphas[:, j] = (block.double() * image.double()).sum(dim=1).cpu()
         if not bool(torch.isfinite(alphas[:, j]).all()):
-            raise ConfigError("the operator returned non-finite values (nan or inf); check matvec.")
+            raise NonFiniteError(
+                "the operator returned non-finite values (nan or inf); check matvec."
+            )
         scale = torch.maximum(scale, image.norm(dim=1).double().cpu())
         steps += active.long()
         residual = _project_out(image, basis[:, : j + 1])

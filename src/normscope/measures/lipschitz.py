@@ -25,6 +25,7 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from normscope.curvature.input_jacobian import InputJacobian
 from normscope.curvature.jacobian import OutputJacobian
+from normscope.curvature.operator import top_eigenpair
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.registry import register
@@ -472,22 +473,16 @@ def _jacobian_norm(jac: OutputJacobian, mask: torch.Tensor | None, *, tol, max_i
         back = back if mask is None else back * mask
         return jac.jvp_batched(back).reshape(us.shape[0], dim)
 
-    try:
-        res = lanczos(
-            lambda u: gram(u.unsqueeze(0))[0],
-            dim,
-            matmat=gram,
-            tol=tol,
-            max_iter=max_iter,
-            seed=seed,
-            dtype=jac.theta.dtype,
-            device=jac.theta.device,
-        )
-    except ValueError as err:
-        if "non-finite" in str(err):
-            return math.inf
-        raise
-    return math.sqrt(max(float(res.eigenvalues[-1]), 0.0))
+    top, _ = top_eigenpair(
+        gram,
+        dim,
+        dtype=jac.theta.dtype,
+        device=jac.theta.device,
+        tol=tol,
+        max_iter=max_iter,
+        seed=seed,
+    )
+    return math.sqrt(top)
 
 
 def _loss_gradient(subject: Subject, theta: torch.Tensor, meter: CostMeter) -> torch.Tensor:
