@@ -45,7 +45,9 @@ def _series(ax: Any, rows: pd.DataFrame, plot: PlotSpec, y: str, label: str | No
         ax.scatter(data[plot.x], data[y], s=14, label=label)
         return
     mean = data.groupby(plot.x)[y].mean().sort_index()
-    (line,) = ax.plot(mean.index, mean.to_numpy(), marker="o", ms=3, label=label)
+    # theory columns are predictions, drawn dashed so they read apart from measurements
+    style = {"ls": "--", "marker": None} if y.startswith("theory.") else {"marker": "o"}
+    (line,) = ax.plot(mean.index, mean.to_numpy(), ms=3, label=label, **style)
     if len(data) > len(mean):
         ax.scatter(data[plot.x], data[y], s=6, alpha=0.35, color=line.get_color())
 
@@ -54,7 +56,7 @@ def draw(plot: PlotSpec, table: pd.DataFrame) -> Figure:
     """Draw ``plot`` from a wide results frame (finished runs only).
 
     Lines join the mean of y over runs with equal x (seeds); the single runs are drawn
-    as faint points beside them.
+    as faint points beside them. Theory columns (``theory.*``) are dashed lines.
     """
     ys = plot.y if isinstance(plot.y, list) else [plot.y]
     for column in (plot.x, *ys, plot.color, plot.facet):
