@@ -243,6 +243,11 @@ class Subject:
             raise DataError(
                 f"data set {self.data.name!r} has NaN or inf inputs: clean or drop them."
             )
+        y = self.data.y
+        if y.is_floating_point() and not torch.isfinite(y).all():
+            raise DataError(
+                f"data set {self.data.name!r} has NaN or inf targets: clean or drop them."
+            )
 
     def _check_output_shape(self) -> None:
         n = min(len(self.data), 4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -87,7 +88,16 @@ def _line(item: dict[str, Any], root: type[BaseModel]) -> str:
         return f"{field_path(loc)}: required field {loc[-1]!r} is missing; add it."
     got = item.get("input")
     shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-    return f"{field_path(loc)}: {item['msg']}{shown}."
+    return f"{field_path(loc)}: {item['msg']}{shown}.{_closest_literal(item)}"
+
+
+def _closest_literal(item: dict[str, Any]) -> str:
+    """`` Did you mean 'x'?`` for a misspelt choice among a Literal's values."""
+    if item["type"] != "literal_error" or not isinstance(item.get("input"), str):
+        return ""
+    choices = re.findall(r"'([^']*)'", str(item.get("ctx", {}).get("expected", "")))
+    close = difflib.get_close_matches(item["input"], choices, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def describe_validation_error(err: ValidationError, root: type[BaseModel], source: str) -> str:

@@ -9,10 +9,13 @@ message and traceback, with the measurements taken before it.
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import sys
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -210,6 +213,43 @@ def _body(config: dict[str, Any], rows: list[Row]) -> None:
     rows += _theory_rows(config)
 
 
+RUN_THREADS = 1
+"""Intra-op threads of every run. Parallel reductions split their sums by thread count,
+which changes the last bits of float32 results (about 1e-7 relative between one and two
+threads), so a fixed count keeps stored numbers independent of ``--workers`` and of the
+machine's cores; sweeps get their parallelism from worker processes instead."""
+
+
+@contextmanager
+def reproducible(run_hash: str) -> Iterator[None]:
+    """Deterministic kernels, :data:`RUN_THREADS` threads and a global torch RNG seeded
+    from the run's hash, for the duration of one run; the caller's settings and RNG
+    state are restored afterwards.
+
+    Every random draw in normscope takes its own seed; this covers whatever else draws
+    from the global generator, so a run's numbers never depend on which worker ran it
+    or on what ran before it there.
+    """
+    import torch
+
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    threads = torch.get_num_threads()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(RUN_THREADS)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_seed_of(run_hash))
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+def _seed_of(run_hash: str) -> int:
+    return int.from_bytes(hashlib.sha256(run_hash.encode()).digest()[:8], "little") >> 1
+
+
 def execute_run(run_hash: str, config: dict[str, Any]) -> RunResult:
     """Execute one run; never raises (a failure is a result with status ``failed``)."""
     import copy
@@ -219,7 +259,8 @@ def execute_run(run_hash: str, config: dict[str, Any]) -> RunResult:
     rows: list[Row] = []
     error = tb = None
     try:
-        _body(config, rows)
+        with reproducible(run_hash):
+            _body(config, rows)
     except Exception as err:  # a run's failure is data: the sweep goes on
         error = f"{type(err).__name__}: {err}"
         tb = traceback.format_exc()

@@ -83,8 +83,14 @@ def _factors(spec: Spec) -> list[list[dict[str, Any]]]:
 def _assign(config: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     node = config
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1], start=1):
         node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            inside = ".".join(parts[:depth])
+            raise ConfigError(
+                f"sweep.{path!r}: {inside!r} is a value ({node!r}), not a table, so it has no "
+                f"field {parts[depth]!r}; sweep {inside!r} itself."
+            )
     node[parts[-1]] = value
 
 

@@ -1,15 +1,15 @@
 """Run an experiment: plan it, skip finished runs, execute the rest, store each result.
 
 Runs execute in worker processes (``workers >= 1``; forkserver start with normscope
-preloaded, torch threads per worker = cores // workers), inline in this process
-(``workers = 0``, for debugging), or as Ray tasks (``backend = "ray"``). Only this
-driver writes to the store, one transaction per finished run.
+preloaded; one torch thread per run, so numbers do not depend on the worker count),
+inline in this process (``workers = 0``, for debugging), or as Ray tasks
+(``backend = "ray"``). Only this driver writes to the store, one transaction per
+finished run.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -29,7 +29,7 @@ from rich.progress import (
 )
 
 from normscope.errors import ConfigError
-from normscope.experiments.execute import RunResult, execute_run, versions
+from normscope.experiments.execute import RUN_THREADS, RunResult, execute_run, versions
 from normscope.experiments.plan import RunConfig, plan
 from normscope.experiments.spec import Spec
 from normscope.experiments.store import Store
@@ -75,9 +75,11 @@ def iter_inline(runs: list[RunConfig]) -> Iterator[RunResult]:
 
 
 def _init_worker(threads: int) -> None:
+    # Deterministic kernels for the worker's life (execute_run also sets them per run).
     import torch
 
     torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _context() -> mp.context.BaseContext:
@@ -96,7 +98,7 @@ def iter_local(
     """Execute runs as ``fn(hash, config)`` in ``workers`` processes, at most ``workers``
     in flight, so a worker that dies takes only its own runs down (they are reported
     failed and the pool is rebuilt for the rest)."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = RUN_THREADS
     ctx = _context()
 
     def new_pool() -> ProcessPoolExecutor:

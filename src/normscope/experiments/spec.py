@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import datetime
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -37,14 +38,19 @@ from normscope.experiments.errors import describe_validation_error
 Scalar = str | int | float | bool
 
 
+# JSON-mode dumps (run configs, the stored spec) keep NaN and inf as floats; pydantic's
+# default would turn them into null, so that a value the user wrote changed meaning.
+_KEEP_NAN = "constants"
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan=_KEEP_NAN)
 
 
 class DataSpec(BaseModel):
     """``normscope.data.load(name, split=, n=, seed=, **options)``; extra keys are options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
 
     name: str
     n: int | None = Field(default=None, gt=0)
@@ -83,7 +89,7 @@ class MeasureSpec(BaseModel):
     ``n``, seed and options), e.g. ``split = "test"`` for test loss and accuracy.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
 
     name: str
     label: str | None = None
@@ -103,7 +109,7 @@ class MeasureSpec(BaseModel):
 class TheorySpec(BaseModel):
     """A theory-column function (``experiments.theory_columns``); extra keys are options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
 
     name: str
 
@@ -120,7 +126,7 @@ class SweepSpec(BaseModel):
     ``subject.data.seed``.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
 
     seeds: list[Annotated[int, Field(ge=0)]] | None = None
     zip: list[list[str]] = Field(default_factory=list)
@@ -275,8 +281,25 @@ def _set_path(raw: dict[str, Any], path: str, value: Any, source: str) -> None:
             node = node[key]
 
 
+def _reject_dates(value: Any, path: str, source: str) -> None:
+    """TOML dates and times have no JSON form, so the store could not keep a run that
+    used one; they are refused here, by field path, instead of failing at store time."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_dates(item, f"{path}.{key}" if path else str(key), source)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _reject_dates(item, f"{path}[{i}]", source)
+    elif isinstance(value, datetime.date | datetime.time):
+        raise ConfigError(
+            f"{source}: {path or '(top level)'}: TOML {type(value).__name__} values are not "
+            f"accepted (got {value.isoformat()}); quote it to pass it as a string."
+        )
+
+
 def spec_from_dict(raw: dict[str, Any], *, source: str = "<spec>", check: bool = True) -> Spec:
     """Validate a parsed spec dict, then check names against the registries."""
+    _reject_dates(raw, "", source)
     try:
         spec = Spec.model_validate(raw)
     except ValidationError as err:

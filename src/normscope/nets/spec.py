@@ -73,7 +73,8 @@ class NetSpec(BaseModel):
     - ``seed`` [0], ``dtype`` ["float32"].
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A NaN or inf scale would build a network of NaN weights; refuse it by name here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     arch: str
     input_shape: tuple[int, ...]
