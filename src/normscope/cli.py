@@ -6,6 +6,7 @@ with status 2, without a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,10 @@ import normscope
 from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError
 from normscope.measurement import Measurement
+
+# Every run computes on one thread (bit-identical results whatever the worker count),
+# so the machine is used by running one worker per core.
+DEFAULT_WORKERS = os.cpu_count() or 1
 
 app = typer.Typer(
     add_completion=False,
@@ -101,8 +106,14 @@ def run(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (TOML).")],
     db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = DEFAULT_DB,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", help="Worker processes (0: run inline).")
-    ] = 1,
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Worker processes (0: run inline). Each run uses one thread, so the "
+            "default is one worker per CPU core.",
+        ),
+    ] = DEFAULT_WORKERS,
     backend: Annotated[Backend, typer.Option(help="Where runs execute.")] = Backend.local,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
@@ -368,8 +379,14 @@ def reproduce(
     )
     / "report.html",
     workers: Annotated[
-        int, typer.Option("--workers", "-w", help="Worker processes (0: run inline).")
-    ] = 2,
+        int,
+        typer.Option(
+            "--workers",
+            "-w",
+            help="Worker processes (0: run inline). Each run uses one thread, so the "
+            "default is one worker per CPU core.",
+        ),
+    ] = DEFAULT_WORKERS,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a claim fails.")] = False,
     list_only: Annotated[
         bool, typer.Option("--list", help="List the reproductions and their papers.")

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from normscope.curvature.jacobian import OutputJacobian
-from normscope.errors import ConfigError, unknown_name
+from normscope.errors import ConfigError, NonFiniteError, unknown_name
 from normscope.measurement import CostMeter
 from normscope.subject import Subject
 
@@ -99,6 +99,11 @@ class FisherFactor:
         self.kind = kind
         self.jacobian = OutputJacobian(subject, meter)
         self.meter = self.jacobian.meter
+        if not torch.isfinite(self.jacobian.outputs).all():
+            raise NonFiniteError(
+                "the network's outputs are not finite (NaN or inf: the forward pass "
+                "overflowed), so the Fisher is not defined"
+            )
         self.blocks = output_blocks(subject, self.jacobian.outputs, kind)
 
     @property

@@ -93,6 +93,11 @@ def gradient_norms(subject: Subject, *, seed: int = 0) -> Measurement:
         logs = np.log(norms)
     if np.isinf(norms).any():
         notes.append("some gradient norms overflowed and are reported as inf")
+    if (norms == 0).any():
+        notes.append(
+            "some gradient norms are exactly 0 (the gradient vanished or underflowed): "
+            "their log is -inf"
+        )
     if not found:
         notes.append("no layer with a selected weight: nothing to measure")
     slope, intercept, r2 = log_slope(np.arange(1, len(found) + 1), logs)

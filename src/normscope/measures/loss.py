@@ -29,4 +29,7 @@ def loss(subject: Subject) -> Measurement:
     details = {}
     if subject.data.task == "classification":
         details["accuracy"] = correct / subject.num_samples
-    return Measurement("loss", float(total), details, meter.cost(), subject.describe())
+    notes = []
+    if not torch.isfinite(total):
+        notes.append(f"loss is {float(total)}: the network's outputs overflowed (NaN or inf)")
+    return Measurement("loss", float(total), details, meter.cost(), subject.describe(), notes)

@@ -7,11 +7,14 @@ is a new file in this package (every module here is imported when the package is
 
 from __future__ import annotations
 
+import functools
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from normscope.errors import unknown_name
+from normscope.errors import NonFiniteError, unknown_name
 from normscope.measurement import Measurement
 
 MeasureFn = Callable[..., Measurement]
@@ -48,15 +51,41 @@ def register(
     """Decorator that adds a measure function to the registry under ``name``."""
 
     def add(fn: MeasureFn) -> MeasureFn:
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+        if name in _REGISTRY and _REGISTRY[name].fn.__wrapped__ is not fn:
             raise ValueError(f"measure {name!r} is registered twice")
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         _REGISTRY[name] = MeasureInfo(
-            name, fn, family, paper, summary, needs_labels, dict(quick or {})
+            name,
+            _reporting_overflow(name, fn),
+            family,
+            paper,
+            summary,
+            needs_labels,
+            dict(quick or {}),
         )
         return fn
 
     return add
+
+
+def _reporting_overflow(name: str, fn: MeasureFn) -> MeasureFn:
+    """``fn``, returning ``inf`` with a note instead of raising on a non-finite computation.
+
+    A measurement tool must not crash on a number it can report: an overflowing network
+    (depth 1000, large weights) is a result, not an error.
+    """
+
+    @functools.wraps(fn)
+    def measure(subject, **options) -> Measurement:
+        start = time.perf_counter()
+        try:
+            return fn(subject, **options)
+        except NonFiniteError as err:
+            settings = {**subject.describe(), **options}
+            cost = {"seconds": time.perf_counter() - start}
+            return Measurement(name, math.inf, {}, cost, settings, [f"reported as inf: {err}"])
+
+    return measure
 
 
 def get(name: str) -> MeasureFn:
