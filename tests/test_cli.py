@@ -3,23 +3,7 @@ import textwrap
 
 import pytest
 
-from normscope.cli import main
-
 from tests.experiments.conftest import TINY
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    monkeypatch.setenv("COLUMNS", "400")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["normscope", *args])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out = capsys.readouterr()
-        return done.value.code, out.out, out.err
-
-    return call
 
 
 @pytest.fixture

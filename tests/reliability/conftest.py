@@ -9,23 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.experiments.conftest import TINY  # valid and cheap: 4 runs of `loss`
+
 ROOT = Path(__file__).parents[2]
 NORMSCOPE = ROOT / ".venv" / "bin" / "normscope"
-
-# Valid, and cheap: an MLP with batch norm on 24 Gaussian samples, 4 runs of `loss`.
-TINY = """\
-name = "tiny"
-description = "tiny sweep"
-[subject]
-net = {arch = "mlp", width = 6, depth = 2, norm = "batch"}
-data = {name = "gaussian", n = 24, dim = 5, num_classes = 3}
-loss = "mse"
-[[measure]]
-name = "loss"
-[sweep]
-"subject.net.width" = [4, 8]
-seeds = [0, 1]
-"""
 
 
 def normscope_command() -> list[str]:
@@ -48,24 +35,6 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """``normscope ARGS`` in this process through :func:`normscope.cli.main`:
-    returns (exit code, stdout, stderr)."""
-    from normscope.cli import main
-
-    monkeypatch.setenv("COLUMNS", "400")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["normscope", *args])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out = capsys.readouterr()
-        return done.value.code, out.out, out.err
-
-    return call
 
 
 @pytest.fixture

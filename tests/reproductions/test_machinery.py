@@ -1,9 +1,6 @@
-import sys
-
 import pytest
 
 from normscope import reproductions
-from normscope.cli import main
 from normscope.errors import ConfigError, UnknownNameError
 from normscope.experiments.spec import parse_spec
 
@@ -52,20 +49,6 @@ def shipped(tmp_path, monkeypatch):
     (folder / "tiny.toml").write_text(TINY)
     monkeypatch.setattr(reproductions, "_folder", lambda: folder)
     return folder
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    monkeypatch.setenv("COLUMNS", "300")
-
-    def call(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["normscope", *args])
-        with pytest.raises(SystemExit) as done:
-            main()
-        out = capsys.readouterr()
-        return done.value.code, out.out, out.err
-
-    return call
 
 
 def test_quick_replaces_sweep_entries_and_sets_paths():
