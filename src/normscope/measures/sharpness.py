@@ -154,7 +154,9 @@ def hessian_trace(
         raise unknown_name("trace method", method, TRACE_METHODS)
     meter = CostMeter()
     op = Hessian(subject, meter)
-    common = {"matmat": op.matmat, "seed": seed, "dtype": op.dtype, "device": op.device}
+    # single products, not op.matmat: a batched double backward costs more per vector than
+    # one product on the benchmark MLP and CNN (benchmarks/results/hessian.md)
+    common = {"seed": seed, "dtype": op.dtype, "device": op.device}
     if method == "hutchpp":
         est = hutchpp(op.matvec, op.dim, num_matvecs=num_matvecs, **common)
         details = {"sketch_trace": est.sketch_trace, "sketch_size": est.sketch_size}
@@ -200,7 +202,6 @@ def hessian_density(
         op.dim,
         num_probes=num_probes,
         num_steps=steps,
-        matmat=op.matmat,
         seed=seed,
         dtype=op.dtype,
         device=op.device,
