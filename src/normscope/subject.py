@@ -389,6 +389,44 @@ class Subject:
                 b.weight * self.loss_of(self.output(theta, b.x), b.y) for b in self.batches()
             )
 
+    def batch_norm_in_epsilon_regime(self, ratio: float = 10.0) -> list[str]:
+        """Batch-norm layers that do not normalize on this data: the epsilon regime.
+
+        A batch-norm layer divides by ``sqrt(var + eps)``; where a channel's batch variance
+        (batch mean square for layers without mean subtraction) on the first batch is
+        below ``ratio * eps``, the layer's gain is set by ``eps``, about
+        ``1/sqrt(eps)``, not by the data. Returns the names of such layers (empty outside
+        batch-norm train mode, where batch statistics are not used).
+        """
+        if not self.samples_coupled:
+            return []
+        found: list[str] = []
+
+        def check(name: str, module: nn.Module, inputs: tuple) -> None:
+            x = inputs[0].detach()
+            per_channel = x.transpose(0, 1).reshape(x.shape[1], -1)
+            centred = getattr(module, "mean_subtraction", True)
+            spread = (
+                per_channel.var(dim=1, unbiased=False)
+                if centred
+                else per_channel.pow(2).mean(dim=1)
+            )
+            if bool((spread < ratio * module.eps).any()):
+                found.append(name)
+
+        hooks = [
+            m.register_forward_pre_hook(lambda mod, inp, name=name: check(name, mod, inp))
+            for name, m in self.model.named_modules()
+            if is_batch_norm(m) and isinstance(getattr(m, "eps", None), float)
+        ]
+        try:
+            with torch.no_grad():
+                self.output(self.theta, self.batches()[0].x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return found
+
     # ------------------------------------------------------------------ scale invariance
     def scale_invariant_groups(self, rtol: float | None = None) -> list[ParamGroup]:
         """Parameter groups ``w`` with ``f(c w) = f(w)`` for ``c > 0`` (lyu2022).

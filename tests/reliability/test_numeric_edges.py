@@ -96,6 +96,17 @@ def test_constant_inputs_into_batch_norm_give_finite_numbers(name):
     s = Subject(net(2, norm="batch", activation="relu"), data(n=16, constant=True))
     m = take(s, name)
     assert math.isfinite(m.value), (m.value, m.notes)
+    assert any("epsilon regime" in note for note in m.notes), m.notes
+
+
+def test_the_epsilon_regime_is_not_claimed_on_ordinary_data_or_in_eval_mode():
+    s = Subject(net(2, norm="batch", activation="relu"), data(n=16))
+    assert s.batch_norm_in_epsilon_regime() == []
+    constant = data(n=16, constant=True)
+    assert (
+        Subject(net(2, norm="batch"), constant, bn_mode="eval").batch_norm_in_epsilon_regime() == []
+    )
+    assert Subject(net(2, norm="batch"), constant).batch_norm_in_epsilon_regime() != []
 
 
 def test_constant_inputs_make_the_representations_collapse_and_the_gap_says_so():

@@ -69,21 +69,31 @@ def register(
 
 
 def _reporting_overflow(name: str, fn: MeasureFn) -> MeasureFn:
-    """``fn``, returning ``inf`` with a note instead of raising on a non-finite computation.
+    """``fn``, returning ``inf`` with a note instead of raising on a non-finite computation,
+    and noting batch-norm layers in the epsilon regime.
 
     A measurement tool must not crash on a number it can report: an overflowing network
-    (depth 1000, large weights) is a result, not an error.
+    (depth 1000, large weights) is a result, not an error; nor hide that a batch-norm
+    layer is dividing by its epsilon rather than by the data's spread.
     """
 
     @functools.wraps(fn)
     def measure(subject, **options) -> Measurement:
         start = time.perf_counter()
         try:
-            return fn(subject, **options)
+            m = fn(subject, **options)
         except NonFiniteError as err:
             settings = {**subject.describe(), **options}
             cost = {"seconds": time.perf_counter() - start}
-            return Measurement(name, math.inf, {}, cost, settings, [f"reported as inf: {err}"])
+            m = Measurement(name, math.inf, {}, cost, settings, [f"reported as inf: {err}"])
+        stalled = subject.batch_norm_in_epsilon_regime()
+        if stalled:
+            m.notes.append(
+                f"batch norm in the epsilon regime in {stalled}: a channel's batch variance "
+                "is below 10 x eps, so these layers do not normalize and their gain is about "
+                "1/sqrt(eps)"
+            )
+        return m
 
     return measure
 
