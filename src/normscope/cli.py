@@ -25,6 +25,15 @@ from normscope.measurement import Measurement
 # Every run computes on one thread (bit-identical results whatever the worker count),
 # so the machine is used by running one worker per core.
 DEFAULT_WORKERS = os.cpu_count() or 1
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-w",
+        help="Worker processes (0: run inline). Each run uses one thread, so the default "
+        "is one worker per CPU core.",
+    ),
+]
 
 app = typer.Typer(
     add_completion=False,
@@ -105,15 +114,7 @@ class ExportFormat(StrEnum):
 def run(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (TOML).")],
     db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = DEFAULT_DB,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            "-w",
-            help="Worker processes (0: run inline). Each run uses one thread, so the "
-            "default is one worker per CPU core.",
-        ),
-    ] = DEFAULT_WORKERS,
+    workers: WorkersOption = DEFAULT_WORKERS,
     backend: Annotated[Backend, typer.Option(help="Where runs execute.")] = Backend.local,
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
@@ -378,15 +379,7 @@ def reproduce(
         "results"
     )
     / "report.html",
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            "-w",
-            help="Worker processes (0: run inline). Each run uses one thread, so the "
-            "default is one worker per CPU core.",
-        ),
-    ] = DEFAULT_WORKERS,
+    workers: WorkersOption = DEFAULT_WORKERS,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a claim fails.")] = False,
     list_only: Annotated[
         bool, typer.Option("--list", help="List the reproductions and their papers.")
