@@ -64,28 +64,25 @@ class Run:
         return self.bn_mode or "train"
 
 
+def _ordered_choice(kind: str, names: Sequence[str] | str, valid: Sequence[str]) -> tuple[str, ...]:
+    """``names`` validated against ``valid`` and put in ``valid``'s order."""
+    names = [names] if isinstance(names, str) else list(names)
+    for name in names:
+        if name not in valid:
+            raise unknown_name(kind, name, valid)
+    if not names:
+        raise ConfigError(f"{kind}s is empty: give one or more of {', '.join(valid)}.")
+    return tuple(v for v in valid if v in names)
+
+
 def check_variants(names: Sequence[str]) -> tuple[str, ...]:
     """``names`` validated and put in report order (UnknownNameError for a bad name)."""
-    if isinstance(names, str):
-        names = [names]
-    for name in names:
-        if name not in VARIANTS:
-            raise unknown_name("audit variant", name, VARIANTS)
-    if not names:
-        raise ConfigError(f"variants is empty: give one or more of {', '.join(VARIANTS)}.")
-    return tuple(v for v in VARIANTS if v in names)
+    return _ordered_choice("audit variant", names, VARIANTS)
 
 
 def check_bn_modes(modes: Sequence[str]) -> tuple[str, ...]:
     """Batch-norm modes validated, in the order ``train``, ``eval``."""
-    if isinstance(modes, str):
-        modes = [modes]
-    for mode in modes:
-        if mode not in BN_MODES:
-            raise unknown_name("bn_mode", mode, BN_MODES)
-    if not modes:
-        raise ConfigError(f"bn_modes is empty: give one or more of {', '.join(BN_MODES)}.")
-    return tuple(m for m in BN_MODES if m in modes)
+    return _ordered_choice("bn_mode", modes, BN_MODES)
 
 
 def copy_model(model: nn.Module) -> nn.Module:
