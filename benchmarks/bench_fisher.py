@@ -213,7 +213,7 @@ def _backpack_line(s, x, norm, ours: np.ndarray) -> str:
 
         model = extend(copy.deepcopy(s.model).train())
         loss_fn = extend(nn.MSELoss(reduction="sum"))
-        y = s.data.y
+        y = s.first_batch().targets
 
         def run():
             model.zero_grad()

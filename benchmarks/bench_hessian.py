@@ -379,7 +379,7 @@ def trace_and_density(model, x, y) -> list[str]:
 def product_costs(model, x, y, bn_mode: str, repeats: int) -> dict[str, float]:
     """Median seconds of one product of each kind (interleaved repeats after a warm-up)."""
     s = Subject(model, (x, y), bn_mode=bn_mode)
-    theta, b = s.theta, s.batches()[0]
+    theta, b = s.theta, s.first_batch()
     f = batch_loss(s, b)
     gen = torch.Generator().manual_seed(0)
     vs = torch.randn(8, theta.numel(), generator=gen)

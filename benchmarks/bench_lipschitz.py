@@ -42,7 +42,7 @@ def reference_norms(subject: Subject) -> torch.Tensor:
     theta = subject.theta
     out = []
     with subject.modes():
-        for xi in subject.data.x:
+        for xi in subject.first_batch().inputs:
             jac = torch.autograd.functional.jacobian(
                 lambda z: subject.output(theta, z.unsqueeze(0))[0], xi
             )
@@ -61,7 +61,7 @@ def compare(norm: str, dtype: torch.dtype, samples: int, seed: int) -> dict:
     measured, t_measure = timed(lambda: input_lipschitz(s))
     per_sample, t_rows = timed(
         lambda: torch.linalg.matrix_norm(
-            InputJacobian(s, s.data.x).per_sample().to(torch.float64), ord=2
+            InputJacobian(s, s.first_batch().inputs).per_sample().to(torch.float64), ord=2
         )
     )
     ref, t_ref = timed(lambda: reference_norms(s))

@@ -132,8 +132,10 @@ def test_shape_mismatch_between_model_and_data():
         Subject(bn_mlp(), (x, y))
     x, y = classification_data(classes=4)
     y[0] = 3
-    with pytest.raises(ShapeError, match="needs \\(N, 4\\)"):
+    with pytest.raises(DataError, match="the model outputs 3 classes"):
         Subject(bn_mlp(), (x, y))
+    with pytest.raises(ShapeError, match="needs \\(N, 4\\)"):
+        Subject(bn_mlp(), Dataset(x, y, num_classes=4))
 
 
 def test_empty_and_non_finite_data_and_bad_models():
@@ -159,8 +161,9 @@ def test_cross_entropy_needs_labels_and_batch_size_in_range():
     x = torch.randn(10, 6)
     with pytest.raises(DataError, match="use loss='mse'"):
         Subject(bn_mlp(classes=2), (x, torch.randn(10, 2)))
-    with pytest.raises(DataError, match="no targets"):
-        Subject(bn_mlp(), Dataset(x, None, task="regression"))
+    unlabelled = Subject(bn_mlp(), Dataset(x, None, task="regression"))
+    with pytest.raises(DataError, match="needs targets"):
+        unlabelled.loss()
     with pytest.raises(ConfigError, match="batch_size"):
         _subject(batch_size=0)
 
@@ -170,7 +173,7 @@ def test_regression_targets_with_mse():
     s = Subject(
         bn_mlp(torch.float64, classes=2), (x, torch.randn(10, 2, dtype=torch.float64)), loss="mse"
     )
-    assert s.target_dim == 2 and s.loss() > 0
+    assert s.num_outputs == 2 and s.loss() > 0
 
 
 def test_every_user_error_is_a_normscope_error():
@@ -181,4 +184,5 @@ def test_every_user_error_is_a_normscope_error():
 def test_data_is_cast_to_the_model_dtype():
     x, y = classification_data(dtype=torch.float32)
     s = Subject(bn_mlp(torch.float64), (x, y))
-    assert s.data.x.dtype == torch.float64 and s.describe()["dtype"] == "float64"
+    assert s.first_batch().inputs.dtype == torch.float64
+    assert s.describe()["dtype"] == "float64"

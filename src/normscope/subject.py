@@ -1,19 +1,39 @@
 """Subject: model + data + loss + batch-norm mode + which parameters.
 
 Every measure sees a network through a Subject: a *functional view*
-``theta -> f(theta; x)`` built on :func:`torch.func.functional_call`, where ``theta`` is
-the flat vector of the selected parameters and everything else (the other parameters,
+``theta -> f(theta; inputs)`` built on :func:`torch.func.functional_call`, where ``theta``
+is the flat vector of the selected parameters and everything else (the other parameters,
 the buffers) is read from the model and never written.
 
-Batch norm is evaluated as ``bn_mode`` says:
+The Subject takes what PyTorch users have:
 
-- ``"train"``: batch statistics. The network is then a function of the whole batch
-  (samples are coupled); with ``batch_size`` set, every mini-batch uses its own
-  statistics, which is the function SGD trains. Running statistics are never updated:
-  batch-norm modules run with ``track_running_stats`` switched off for the call.
-- ``"eval"``: running statistics, so samples are independent.
+- *models*: any ``nn.Module``; its output may be a tensor, a tuple or list (the first
+  element is used), a mapping or an object with ``logits`` (a Hugging Face
+  ``ModelOutput``), or anything ``output_fn`` turns into a tensor;
+- *inputs*: a tensor, a tuple of tensors (positional arguments) or a mapping (keyword
+  arguments: ``input_ids``, ``attention_mask`` ...); integer and boolean inputs are never
+  cast, floating ones follow the model's dtype;
+- *data*: a :class:`~normscope.data.Dataset`, ``(inputs, targets)``, a DataLoader or any
+  re-iterable of batches (:mod:`normscope.data.batches`), read one batch at a time in a
+  fixed order;
+- *losses*: ``"cross_entropy"`` (``ignore_index`` masked out), ``"mse"`` or any callable
+  ``loss_fn(output, target)`` (:mod:`normscope.losses`).
 
-Every other module runs in eval mode (dropout off), so measurements are deterministic.
+The risk is ``L(theta) = sum_b (c_b / c) L_b(theta)``: the mean over all ``c`` counted
+loss terms (samples, or tokens of a language model), which is the weighted mean of the
+per-batch mean losses ``L_b``; with one batch it is just ``L_b``.
+
+Batch statistics: with ``bn_mode="train"`` batch norm is evaluated with the statistics of
+the batch, so the network is a function of the whole batch (samples are *coupled*);
+running statistics are never updated (batch-norm modules run with
+``track_running_stats`` switched off for the call). With ``bn_mode="eval"`` running
+statistics are used, except in batch norm built without them, which normalizes with the
+batch in every mode. Samples count as coupled when any module uses batch statistics in
+the mode it runs in, and also when a forward pass shows it (changing one sample's inputs
+changes another sample's output), so that no measure treats a coupled net per sample.
+Every other module runs in eval mode (dropout off), and attention runs on PyTorch's
+math kernel, the one whose derivatives of every order exist, so measurements are
+deterministic and differentiable twice.
 """
 
 from __future__ import annotations
@@ -21,21 +41,24 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from normscope.data import batches as batch_io
+from normscope.data.batches import Inputs
 from normscope.data.dataset import Dataset
 from normscope.errors import ConfigError, DataError, ModelError, ShapeError, unknown_name
+from normscope.losses import DEFAULT_IGNORE_INDEX, CrossEntropy, Loss, resolve_loss
 
-LOSSES = ("cross_entropy", "mse")
 BN_MODES = ("train", "eval")
 BnMode = Literal["train", "eval"]
+HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def is_batch_norm(module: nn.Module) -> bool:
@@ -43,11 +66,27 @@ def is_batch_norm(module: nn.Module) -> bool:
 
     True for PyTorch's batch-norm layers and for any module that declares
     ``uses_batch_statistics = True`` and follows their protocol (``training``,
-    ``track_running_stats``).
+    ``track_running_stats``, ``running_mean`` / ``running_var``, which are None when the
+    module keeps no running statistics and so normalizes with the batch in every mode).
     """
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return True
     return bool(getattr(module, "uses_batch_statistics", False))
+
+
+def has_running_statistics(module: nn.Module) -> bool:
+    """Whether a batch-norm-like module keeps running statistics it can use in eval mode."""
+    return (
+        getattr(module, "running_mean", None) is not None
+        or getattr(module, "running_var", None) is not None
+    )
+
+
+def uses_batch_statistics(module: nn.Module, bn_mode: str) -> bool:
+    """Whether ``module`` normalizes with batch statistics when a Subject runs it in ``bn_mode``."""
+    if not is_batch_norm(module):
+        return False
+    return bn_mode == "train" or not has_running_statistics(module)
 
 
 @dataclass(frozen=True)
@@ -107,29 +146,82 @@ class ParamGroup:
 
 @dataclass(frozen=True)
 class Batch:
-    """One evaluation batch: inputs, targets, and its weight ``n_b / N`` in the mean loss."""
+    """One evaluation batch on the model's device.
 
-    x: torch.Tensor
-    y: torch.Tensor | None
+    ``inputs`` as the model takes them, ``targets`` (None for unlabelled data), ``size``
+    its samples, and ``weight = c_b / c``: its counted loss terms over all counted terms,
+    its share of the data-set mean (``n_b / N`` when every sample is one term).
+    """
+
+    inputs: Inputs
+    targets: torch.Tensor | None
+    size: int
     weight: float
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """What one pass over the data found: per batch its samples, terms and fingerprint."""
+
+    sizes: tuple[int, ...]
+    counts: tuple[int, ...]
+    marks: tuple[tuple, ...]
+
+
+def extract_output(raw: Any) -> torch.Tensor | None:
+    """The tensor a measure differentiates, from what a model returned (module docstring)."""
+    if isinstance(raw, torch.Tensor):
+        return raw
+    if isinstance(raw, Mapping):
+        value = raw.get("logits")
+        return value if isinstance(value, torch.Tensor) else None
+    if isinstance(raw, tuple | list):
+        return raw[0] if raw and isinstance(raw[0], torch.Tensor) else None
+    value = getattr(raw, "logits", None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _inputs_phrase(inputs: Inputs) -> str:
+    if isinstance(inputs, torch.Tensor):
+        return f"inputs of shape {tuple(inputs.shape[1:])}"
+    return f"the inputs ({batch_io.describe(inputs)})"
+
+
+def _describe_output(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        return f"a {type(raw).__name__} with keys {list(raw)[:8]}"
+    if isinstance(raw, tuple | list):
+        kinds = [type(v).__name__ for v in raw[:4]]
+        return f"a {type(raw).__name__} of {len(raw)} items ({', '.join(kinds)} ...)"
+    return f"a {type(raw).__name__}"
 
 
 class Subject:
     """What a measurement is taken of.
 
-    ``L(theta) = (1/N) sum_i l(f(theta; x_i), y_i)`` over the Subject's N samples, where
-    ``l`` is cross-entropy (integer labels) or ``mse`` = ``1/2 ||f - y||^2`` summed over
-    outputs (class labels become one-hot targets). With ``batch_size`` the mean is taken
-    over mini-batches of consecutive samples, each evaluated as one batch.
-
     Args:
         model: any ``nn.Module``; it is never modified (mode, buffers, parameters, grads).
-        data: a :class:`~normscope.data.Dataset`, or a tuple ``(x, y)`` of tensors.
-        loss: ``"cross_entropy"`` or ``"mse"``.
+        data: a :class:`~normscope.data.Dataset`, ``(inputs, targets)`` (inputs a tensor, a
+            tuple or a mapping of tensors; targets None for unlabelled data), a DataLoader,
+            or any re-iterable of batches ``(inputs, targets)`` or mappings with ``labels``.
+        loss: ``"cross_entropy"``, ``"mse"``, or a callable ``loss_fn(output, target)``
+            returning the batch's mean loss.
         bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics).
-        batch_size: evaluate in mini-batches of this size (``None``: one batch).
+        batch_size: evaluate in-memory data in mini-batches of this size (``None``: one
+            batch; a DataLoader brings its own batches).
         params: which parameters are differentiated: ``None`` (all trainable), a glob
             pattern (``"*.weight"``), or a list of names or patterns.
+        ignore_index: cross-entropy labels with this value are not counted.
+        output_fn: turns the model's raw output into the tensor to measure, for outputs
+            normscope cannot read by itself.
+        max_batches: read only the first batches of the data.
+
+    Raises:
+        ModelError: not a module, no trainable parameters, non-finite or mixed-dtype
+            parameters, a frozen parameter selected.
+        DataError: unreadable, empty or non-finite data, labels out of range.
+        ShapeError: model and data or loss do not fit together.
+        ConfigError: bad options, or a one-sample batch where batch statistics are used.
 
     Example:
         >>> import torch
@@ -137,42 +229,57 @@ class Subject:
         ...                             torch.nn.ReLU(), torch.nn.Linear(8, 3))
         >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
         >>> s = Subject(model, (x, y), loss="cross_entropy", bn_mode="train")
-        >>> s.num_params
-        99
+        >>> s.num_params, s.samples_coupled
+        (83, True)
     """
 
     def __init__(
         self,
         model: nn.Module,
-        data: Dataset | tuple[torch.Tensor, torch.Tensor],
-        loss: str = "cross_entropy",
+        data: Any,
+        loss: str | Callable | Loss = "cross_entropy",
         bn_mode: BnMode = "train",
         batch_size: int | None = None,
         params: str | Sequence[str] | None = None,
+        *,
+        ignore_index: int = DEFAULT_IGNORE_INDEX,
+        output_fn: Callable[[Any], torch.Tensor] | None = None,
+        max_batches: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-        if loss not in LOSSES:
-            raise unknown_name("loss", loss, LOSSES)
         if bn_mode not in BN_MODES:
             raise unknown_name("bn_mode", bn_mode, BN_MODES)
+        if output_fn is not None and not callable(output_fn):
+            raise ConfigError(f"output_fn must be callable, got {type(output_fn).__name__}.")
         self.model = model
-        self.loss_name = loss
+        self.loss_fn = resolve_loss(loss, ignore_index=ignore_index)
+        self.loss_name = self.loss_fn.name
         self.bn_mode: BnMode = bn_mode
+        self.output_fn = output_fn
         self.layout = self._select_params(params)
         self.params_selection = params
         self.dtype = self._model_dtype()
+        self.work_dtype = torch.float32 if self.dtype in HALF_DTYPES else self.dtype
         self.device = next(iter(model.parameters())).device
-        self.data = self._coerce_data(data, loss).to(self.dtype)
-        self.batch_size = self._check_batch_size(batch_size)
+        self.data = data if isinstance(data, Dataset) else None
+        self.source = batch_io.batch_source(data, batch_size=batch_size, max_batches=max_batches)
+        self.batch_size = batch_size
         self._mode_depth = 0
-        self._check_finite()
-        self._check_output_shape()
+        self._check_finite_parameters()
+        first = self._first_raw_batch()
+        self.labelled = first.targets is not None
+        self.output_shape = self._check_output(first)
+        self._scan = self._scan_data()
+        self.num_terms = sum(self._scan.counts)
+        self.samples_coupled = self._detect_coupling(first)
+        self._check_single_sample_batches()
         self._scale_invariant: list[ParamGroup] | None = None
 
     # ------------------------------------------------------------------ validation
     def _select_params(self, params: str | Sequence[str] | None) -> ParamLayout:
-        trainable = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        named = dict(self.model.named_parameters())
+        trainable = {n: p for n, p in named.items() if p.requires_grad}
         if not trainable:
             raise ModelError(
                 "the model has no trainable parameters: set requires_grad=True on the "
@@ -184,12 +291,24 @@ class Subject:
             patterns = [params] if isinstance(params, str) else list(params)
             chosen = [n for n in trainable if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
             for p in patterns:
-                if not any(fnmatch.fnmatchcase(n, p) for n in trainable):
-                    raise unknown_name("parameter (or pattern)", p, trainable)
+                if any(fnmatch.fnmatchcase(n, p) for n in trainable):
+                    continue
+                frozen = [n for n in named if fnmatch.fnmatchcase(n, p)]
+                if frozen:
+                    raise ModelError(
+                        f"parameter {p!r} matches only frozen parameters ({', '.join(frozen[:4])}"
+                        "; requires_grad=False): unfreeze them with requires_grad_(True) to "
+                        "measure them, or select trainable ones."
+                    )
+                raise unknown_name("parameter (or pattern)", p, trainable)
         return ParamLayout(tuple(chosen), tuple(trainable[n].shape for n in chosen))
 
     def _model_dtype(self) -> torch.dtype:
-        dtypes = {p.dtype for p in self.model.parameters() if p.is_floating_point()}
+        dtypes = {
+            self.model.get_parameter(n).dtype
+            for n in self.layout.names
+            if self.model.get_parameter(n).is_floating_point()
+        }
         if len(dtypes) != 1:
             raise ModelError(
                 f"the model mixes parameter dtypes {sorted(map(str, dtypes))}: cast it to one "
@@ -197,77 +316,151 @@ class Subject:
             )
         return dtypes.pop()
 
-    @staticmethod
-    def _coerce_data(data: Dataset | tuple, loss: str) -> Dataset:
-        if isinstance(data, Dataset):
-            out = data
-        elif isinstance(data, (tuple, list)) and len(data) == 2:
-            x, y = (torch.as_tensor(t) for t in data)
-            task = "regression" if y.is_floating_point() else "classification"
-            out = Dataset(x, y, task=task, name="tensors")
-        else:
-            raise DataError(
-                "data must be a normscope.data.Dataset or a tuple (x, y) of tensors, got "
-                f"{type(data).__name__}."
-            )
-        if out.y is None:
-            raise DataError(
-                f"data set {out.name!r} has no targets, but a loss needs them: give labels "
-                "(classification) or targets (regression)."
-            )
-        if loss == "cross_entropy" and out.task != "classification":
-            raise DataError(
-                "loss 'cross_entropy' needs integer class labels, but the data has float "
-                "targets: use loss='mse' for regression."
-            )
-        return out
-
-    def _check_batch_size(self, batch_size: int | None) -> int | None:
-        if batch_size is None:
-            return None
-        if not 1 <= batch_size <= len(self.data):
-            raise ConfigError(
-                f"batch_size must lie in [1, {len(self.data)}] (the number of samples), "
-                f"got {batch_size}."
-            )
-        return int(batch_size)
-
-    def _check_finite(self) -> None:
+    def _check_finite_parameters(self) -> None:
         bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
             raise ModelError(
                 f"non-finite (NaN or inf) values in parameters {bad[:5]}: re-initialize or "
                 "load finite weights before measuring."
             )
-        if not torch.isfinite(self.data.x).all():
-            raise DataError(
-                f"data set {self.data.name!r} has NaN or inf inputs: clean or drop them."
-            )
-        y = self.data.y
-        if y.is_floating_point() and not torch.isfinite(y).all():
-            raise DataError(
-                f"data set {self.data.name!r} has NaN or inf targets: clean or drop them."
-            )
 
-    def _check_output_shape(self) -> None:
-        n = min(len(self.data), 4)
-        x = self.data.x[:n].to(self.device)
+    def _first_raw_batch(self) -> batch_io.RawBatch:
+        for raw in self.source:
+            return raw
+        raise DataError("the data holds no batch: give at least one sample.")
+
+    def _check_output(self, raw: batch_io.RawBatch) -> tuple[int, ...]:
+        """Run the first batch once: the output must be usable and fit the targets."""
+        inputs = batch_io.move(raw.inputs, self.device, self.dtype)
         try:
             with torch.no_grad():
-                out = self.output(self.theta, x)
-        except (RuntimeError, ValueError, TypeError) as err:
+                out = self.output(self.theta, inputs)
+        except ShapeError:
+            raise
+        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
             raise ShapeError(
-                f"the model cannot take inputs of shape {tuple(self.data.x.shape[1:])} "
-                f"from data set {self.data.name!r}: {err}. Reshape the data or change the "
-                "model's input layer."
+                f"the model cannot take {_inputs_phrase(raw.inputs)} from data "
+                f"{self.source.describe()!r}: {type(err).__name__}: {err}. "
+                f"{self._input_hint(raw.inputs)}"
             ) from err
-        want = self.target_dim
-        if out.ndim != 2 or out.shape[1] != want:
+        if out.ndim == 0 or out.shape[0] != raw.size:
             raise ShapeError(
-                f"the model outputs shape {tuple(out.shape)} but loss {self.loss_name!r} on "
-                f"data set {self.data.name!r} needs (N, {want}): make the output layer "
-                f"produce {want} values per sample."
+                f"the model returned shape {tuple(out.shape)} for a batch of {raw.size} "
+                "samples; outputs need the samples in dimension 0 (use output_fn to reshape)."
             )
+        if not out.is_floating_point():
+            raise ShapeError(
+                f"the model's output has dtype {out.dtype}; measures differentiate a "
+                "floating-point output (use output_fn to pick it)."
+            )
+        self._check_num_classes(out)
+        if raw.targets is not None:
+            self.loss_fn.check(out, self._targets_on_device(raw.targets))
+        return tuple(out.shape[1:])
+
+    def _check_num_classes(self, out: torch.Tensor) -> None:
+        """A data set's explicit ``num_classes`` must match the model's output width."""
+        data = self.data
+        if data is None or data.task != "classification" or data.num_classes is None:
+            return
+        if out.ndim >= 2 and out.shape[-1] != data.num_classes:
+            k = data.num_classes
+            raise ShapeError(
+                f"the model outputs shape {tuple(out.shape)} but data set {data.name!r} has "
+                f"{k} classes, so loss {self.loss_name!r} needs (N, {k}): make the output "
+                f"layer produce {k} values."
+            )
+
+    def _input_hint(self, inputs: Inputs) -> str:
+        floats = [t for _, t in batch_io.tensors(inputs) if t.is_floating_point()]
+        convolutional = any(isinstance(m, nn.modules.conv._ConvNd) for m in self.model.modules())
+        if convolutional and floats and floats[0].ndim == 2:
+            return (
+                "The inputs are flat vectors: a convolutional model needs images, e.g. "
+                "data.load('digits', flatten=False) from Python or --input-shape 1,8,8 in "
+                "the audit; otherwise change the model's input layer."
+            )
+        return "Reshape the data or change the model's input layer."
+
+    def _targets_on_device(self, targets: torch.Tensor) -> torch.Tensor:
+        dtype = self.dtype if targets.is_floating_point() else targets.dtype
+        return targets.to(device=self.device, dtype=dtype)
+
+    def _scan_data(self) -> _Scan:
+        """One pass over the data: sizes, counted terms, labels and values checked."""
+        sizes, counts, marks = [], [], []
+        for index, raw in enumerate(self.source):
+            if (raw.targets is not None) != self.labelled:
+                raise DataError(
+                    f"batch {index} {'has' if raw.targets is not None else 'lacks'} targets "
+                    "unlike the first batch: give targets for every batch or for none."
+                )
+            self._check_values(index, raw)
+            sizes.append(raw.size)
+            counts.append(self._count(raw))
+            marks.append(self.source.check_pass(index, raw, None))
+        if self.labelled and sum(counts) == 0:
+            raise DataError(
+                "no target is counted: every label equals ignore_index="
+                f"{getattr(self.loss_fn, 'ignore_index', None)}."
+            )
+        return _Scan(tuple(sizes), tuple(counts), tuple(marks))
+
+    def _count(self, raw: batch_io.RawBatch) -> int:
+        if raw.targets is None:
+            return raw.size
+        self.loss_fn.check_targets(raw.targets, self.num_outputs)
+        return self.loss_fn.count(raw.targets)
+
+    def _check_values(self, index: int, raw: batch_io.RawBatch) -> None:
+        for name, t in batch_io.tensors(raw.inputs):
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise DataError(
+                    f"data {self.source.describe()!r} has NaN or inf inputs (input {name!r} of "
+                    f"batch {index}): clean or drop them."
+                )
+        y = raw.targets
+        if y is not None and y.is_floating_point() and not torch.isfinite(y).all():
+            raise DataError(
+                f"data {self.source.describe()!r} has NaN or inf targets (batch {index}): "
+                "clean or drop them."
+            )
+
+    def _detect_coupling(self, raw: batch_io.RawBatch) -> bool:
+        """Structural check first; then a forward pass that changes one sample's inputs."""
+        if any(uses_batch_statistics(m, self.bn_mode) for m in self.model.modules()):
+            return True
+        if raw.size < 2:
+            return False
+        n = min(raw.size, 8)
+        inputs = batch_io.move(batch_io.slice_inputs(raw.inputs, 0, n), self.device, self.dtype)
+        changed = _change_first_sample(inputs)
+        if changed is None:
+            return False
+        with torch.no_grad():
+            theta = self.theta
+            before, after = self.output(theta, inputs)[1:], self.output(theta, changed)[1:]
+        tol = 1e-3 if self.dtype in HALF_DTYPES else 1e-5
+        scale = float(before.abs().max()) if before.numel() else 0.0
+        return bool((after - before).abs().max() > tol * max(scale, 1e-30))
+
+    def _check_single_sample_batches(self) -> None:
+        if not self.samples_coupled:
+            return
+        for index, raw in enumerate(self.source):
+            if raw.size != 1:
+                continue
+            inputs = batch_io.move(raw.inputs, self.device, self.dtype)
+            try:
+                with torch.no_grad():
+                    self.output(self.theta, inputs)
+            except (RuntimeError, ValueError) as err:
+                raise ConfigError(
+                    f"batch {index} of {self.source.describe()} holds one sample, but the "
+                    f"model normalizes with batch statistics ({err}). Fix: a batch_size that "
+                    "leaves no batch of one sample, drop_last=True in the DataLoader, or "
+                    "bn_mode='eval'."
+                ) from err
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -276,41 +469,51 @@ class Subject:
 
     @property
     def num_samples(self) -> int:
-        return len(self.data)
+        return sum(self._scan.sizes)
 
     @property
-    def target_dim(self) -> int:
-        """Outputs per sample the loss expects (C)."""
-        return self.data.output_dim
+    def num_batches(self) -> int:
+        return len(self._scan.sizes)
+
+    @property
+    def num_outputs(self) -> int:
+        """The size of the output's last dimension (classes, for a classifier)."""
+        return self.output_shape[-1] if self.output_shape else 1
 
     @property
     def has_batch_norm(self) -> bool:
+        """Whether any module normalizes with batch statistics in training mode."""
         return any(is_batch_norm(m) for m in self.model.modules())
-
-    @property
-    def samples_coupled(self) -> bool:
-        """True when sample outputs depend on the whole batch (batch norm, train mode)."""
-        return self.bn_mode == "train" and self.has_batch_norm
 
     def describe(self) -> dict[str, object]:
         """The settings every Measurement records about its Subject."""
-        return {
+        out: dict[str, object] = {
             "bn_mode": self.bn_mode,
             "loss": self.loss_name,
             "num_samples": self.num_samples,
             "batch_size": self.batch_size,
+            "num_batches": self.num_batches,
             "num_params": self.num_params,
             "params": self.params_selection,
             "dtype": str(self.dtype).removeprefix("torch."),
-            "data": self.data.name,
+            "data": self.data.name if self.data is not None else self.source.describe(),
+            "samples_coupled": self.samples_coupled,
         }
+        if isinstance(self.loss_fn, CrossEntropy):
+            out["ignore_index"] = self.loss_fn.ignore_index
+        if self.num_terms != self.num_samples:
+            out["num_terms"] = self.num_terms
+        if self.output_fn is not None:
+            out["output_fn"] = getattr(self.output_fn, "__qualname__", repr(self.output_fn))
+        return out
 
     # ------------------------------------------------------------------ functional view
     @property
     def theta(self) -> torch.Tensor:
         """The selected parameters as one flat, detached vector (a copy)."""
-        named = dict(self.model.named_parameters())
-        return torch.cat([named[n].detach().reshape(-1) for n in self.layout.names]).clone()
+        return torch.cat(
+            [self.model.get_parameter(n).detach().reshape(-1) for n in self.layout.names]
+        ).clone()
 
     def param_groups(self) -> list[ParamGroup]:
         """The selected parameters grouped by the module that owns them (per-layer pieces)."""
@@ -339,13 +542,14 @@ class Subject:
             (m, m.training, getattr(m, "track_running_stats", None)) for m in self.model.modules()
         ]
         try:
-            for m in self.model.modules():
-                m.training = False
-                if self.bn_mode == "train" and is_batch_norm(m):
-                    m.training = True
-                    m.track_running_stats = False
-            self._mode_depth = 1
-            yield
+            with sdpa_kernel([SDPBackend.MATH]):
+                for m in self.model.modules():
+                    m.training = False
+                    if self.bn_mode == "train" and is_batch_norm(m):
+                        m.training = True
+                        m.track_running_stats = False
+                self._mode_depth = 1
+                yield
         finally:
             self._mode_depth = 0
             for m, training, track in saved:
@@ -353,41 +557,77 @@ class Subject:
                 if track is not None:
                     m.track_running_stats = track
 
-    def output(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``f(theta; x)`` for the batch ``x`` (one batch: batch statistics span all of x)."""
+    def output(self, theta: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        """``f(theta; inputs)`` for one batch (batch statistics span all of it)."""
+        args, kwargs = batch_io.call_arguments(inputs)
         with self.modes():
-            return functional_call(self.model, self.layout.unflatten(theta), (x,))
+            raw = functional_call(self.model, self.layout.unflatten(theta), args, kwargs)
+        return self._extract(raw)
 
-    def batches(self) -> list[Batch]:
-        """The evaluation batches: all samples at once, or consecutive mini-batches."""
-        x, y = self.data.x.to(self.device), self.data.y.to(self.device)
-        n = len(x)
-        size = self.batch_size or n
-        return [
-            Batch(x[i : i + size], y[i : i + size], min(size, n - i) / n) for i in range(0, n, size)
-        ]
+    def _extract(self, raw: Any) -> torch.Tensor:
+        out = self.output_fn(raw) if self.output_fn is not None else extract_output(raw)
+        if not isinstance(out, torch.Tensor):
+            how = "output_fn returned" if self.output_fn is not None else "the model returned"
+            raise ShapeError(
+                f"{how} {_describe_output(raw if self.output_fn is None else out)}, which holds "
+                "no output tensor normscope can measure: return a tensor, a tuple whose first "
+                "item is the output, a mapping or object with 'logits', or pass "
+                "output_fn=lambda out: ... to pick it."
+            )
+        return out
 
-    def targets(self, y: torch.Tensor) -> torch.Tensor:
-        """Targets in output space: one-hot for class labels under ``mse``."""
-        if self.loss_name == "mse" and not y.is_floating_point():
-            return F.one_hot(y, self.target_dim).to(self.dtype)
-        if y.is_floating_point() and y.ndim == 1:
-            return y.unsqueeze(1)
-        return y
+    def forward(self, inputs: Inputs) -> torch.Tensor:
+        """The model called as it is (its own parameters and modes), output extracted.
 
-    def loss_of(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Mean over samples of the per-sample loss of outputs ``out`` (N, C)."""
-        if self.loss_name == "cross_entropy":
-            return F.cross_entropy(out, y)
-        return 0.5 * (out - self.targets(y)).pow(2).sum(dim=1).mean()
+        For training loops; measurements use the functional :meth:`output`.
+        """
+        args, kwargs = batch_io.call_arguments(inputs)
+        return self._extract(self.model(*args, **kwargs))
+
+    def batches(self) -> Iterator[Batch]:
+        """The evaluation batches in their fixed order, moved to the model's device."""
+        for index, raw in enumerate(self.source):
+            if index >= len(self._scan.sizes):
+                break
+            self.source.check_pass(index, raw, self._scan.marks[index])
+            targets = None if raw.targets is None else self._targets_on_device(raw.targets)
+            yield Batch(
+                batch_io.move(raw.inputs, self.device, self.dtype),
+                targets,
+                raw.size,
+                self._scan.counts[index] / max(self.num_terms, 1),
+            )
+
+    def loss_batches(self) -> Iterator[Batch]:
+        """The batches that carry counted loss terms (DataError for unlabelled data)."""
+        self.require_targets("the loss")
+        return (b for b in self.batches() if b.weight > 0)
+
+    def first_batch(self) -> Batch:
+        return next(self.batches())
+
+    def require_targets(self, what: str) -> None:
+        if not self.labelled:
+            raise DataError(
+                f"{what} needs targets, but the data has none: give (inputs, targets) or "
+                "batches with labels, or use a measure that needs no labels (input_lipschitz, "
+                "isometry_gap)."
+            )
+
+    def loss_of(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The mean loss ``L_b`` of one batch's outputs against its targets."""
+        return self.loss_fn.value(out, targets)
 
     def loss(self, theta: torch.Tensor | None = None) -> torch.Tensor:
         """``L(theta)``: the weighted mean of the per-batch mean losses."""
         theta = self.theta if theta is None else theta
+        total = None
         with self.modes():
-            return sum(
-                b.weight * self.loss_of(self.output(theta, b.x), b.y) for b in self.batches()
-            )
+            for b in self.loss_batches():
+                term = b.weight * self.loss_of(self.output(theta, b.inputs), b.targets)
+                term = term.to(self.work_dtype)
+                total = term if total is None else total + term
+        return total
 
     def batch_norm_in_epsilon_regime(self, ratio: float = 10.0) -> list[str]:
         """Batch-norm layers that do not normalize on this data: the epsilon regime.
@@ -395,11 +635,9 @@ class Subject:
         A batch-norm layer divides by ``sqrt(var + eps)``; where a channel's batch variance
         (batch mean square for layers without mean subtraction) on the first batch is
         below ``ratio * eps``, the layer's gain is set by ``eps``, about
-        ``1/sqrt(eps)``, not by the data. Returns the names of such layers (empty outside
-        batch-norm train mode, where batch statistics are not used).
+        ``1/sqrt(eps)``, not by the data. Returns the names of such layers (empty where
+        no layer uses batch statistics).
         """
-        if not self.samples_coupled:
-            return []
         found: list[str] = []
 
         def check(name: str, module: nn.Module, inputs: tuple) -> None:
@@ -417,11 +655,13 @@ class Subject:
         hooks = [
             m.register_forward_pre_hook(lambda mod, inp, name=name: check(name, mod, inp))
             for name, m in self.model.named_modules()
-            if is_batch_norm(m) and isinstance(getattr(m, "eps", None), float)
+            if uses_batch_statistics(m, self.bn_mode) and isinstance(getattr(m, "eps", None), float)
         ]
+        if not hooks:
+            return found
         try:
             with torch.no_grad():
-                self.output(self.theta, self.batches()[0].x)
+                self.output(self.theta, self.first_batch().inputs)
         finally:
             for h in hooks:
                 h.remove()
@@ -434,27 +674,28 @@ class Subject:
         Detected numerically on the first batch: each module's own parameters, and then
         each single remaining tensor, are scaled by ``c = 2`` and ``c = 1/2``; a group is
         scale invariant when the outputs change by less than ``rtol`` relative (default
-        1e-5 in float32, 1e-9 in float64). The normalization layers' epsilon is set to
-        1e-30 during the test (PyTorch refuses 0), because epsilon is what makes
-        invariance approximate; groups
-        that are all zeros are skipped, since scaling them changes nothing trivially.
-        Typical finds: weights and biases that feed a batch norm in train mode or a
-        layer norm; ``weight_v`` of weight normalization.
+        1e-5 in float32, 1e-9 in float64, 1e-2 in half precision). The normalization
+        layers' epsilon is set to 1e-30 during the test (PyTorch refuses 0), because
+        epsilon is what makes invariance approximate; groups that are all zeros are
+        skipped, since scaling them changes nothing trivially. Typical finds: weights
+        and biases that feed a batch norm in train mode or a layer norm; ``weight_v`` of
+        weight normalization.
         """
         if rtol is None and self._scale_invariant is not None:
             return self._scale_invariant
-        tol = rtol if rtol is not None else (1e-9 if self.dtype == torch.float64 else 1e-5)
-        batch = self.batches()[0]
+        defaults = {torch.float64: 1e-9, torch.float32: 1e-5}
+        tol = rtol if rtol is not None else defaults.get(self.dtype, 1e-2)
+        inputs = self.first_batch().inputs
         theta = self.theta
         with torch.no_grad(), self.modes(), _tiny_norm_epsilon(self.model):
-            base = self.output(theta, batch.x)
+            base = self.output(theta, inputs)
 
             def invariant(names: Sequence[str]) -> bool:
                 mask = self.layout.mask(names, theta)
                 if not (theta * mask).any():
                     return False
                 for c in (2.0, 0.5):
-                    change = (self.output(theta * (1 + (c - 1) * mask), batch.x) - base).norm()
+                    change = (self.output(theta * (1 + (c - 1) * mask), inputs) - base).norm()
                     if not change <= tol * base.norm():
                         return False
                 return True
@@ -469,6 +710,30 @@ class Subject:
         if rtol is None:
             self._scale_invariant = found
         return found
+
+
+def _change_first_sample(inputs: Inputs) -> Inputs | None:
+    """``inputs`` with sample 0 replaced (by sample 1's values, or shifted floats).
+
+    None when no input can be changed (sample 0 equals sample 1 and nothing is floating).
+    """
+    changed, any_change = {}, False
+    for name, t in batch_io.tensors(inputs):
+        new = t.clone()
+        if not torch.equal(t[0], t[1]):
+            new[0] = t[1]
+            any_change = True
+        elif t.is_floating_point():
+            new[0] = t[0] + 1.0
+            any_change = True
+        changed[name] = new
+    if not any_change:
+        return None
+    if isinstance(inputs, torch.Tensor):
+        return changed["0"]
+    if isinstance(inputs, Mapping):
+        return {k: changed.get(str(k), v) for k, v in inputs.items()}
+    return tuple(changed.get(str(i), v) for i, v in enumerate(inputs))
 
 
 @contextlib.contextmanager

@@ -141,7 +141,7 @@ def test_bad_options_exit_2(app, models, tmp_path, args, message):
 
 def test_model_file_is_imported_from_its_path_without_touching_sys_path(models):
     path_before = list(sys.path)
-    model, name = load_model(f"{models}:make_mlp")
+    model, _, name = load_model(f"{models}:make_mlp")
     assert name == "make_mlp" and model[0].in_features == 64
     assert sys.path == path_before
     assert "user_models" not in sys.modules

@@ -171,11 +171,13 @@ def test_every_default_measure_runs_on_every_variant_of_a_batch_norm_model():
 
 def test_after_the_deadline_only_the_loss_is_taken_for_every_variant():
     from normscope.auditing.budget import plan_for
+    from normscope.auditing.data import Sample
     from normscope.auditing.variants import build_variants, runs_of
 
     runs = runs_of(build_variants(seeded(bn_mlp), VARIANTS, DATA.x[:4]), ["train"])
     plan = plan_for("default", len(DATA), CHEAP)
-    records = audit_run._measure_runs(runs, DATA, "cross_entropy", plan, CHEAP, 0, 0.0, None)
+    sample = Sample(DATA, None, len(DATA))
+    records = audit_run._measure_runs(runs, sample, "cross_entropy", plan, CHEAP, 0, 0.0, None)
     for record in records:
         assert list(record.measurements) == ["loss"]
         assert set(record.skipped) == {"gradient_norms", "isometry_gap"}

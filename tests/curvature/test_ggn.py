@@ -33,7 +33,7 @@ def test_ggn_products_equal_dense_jacobian_lambda_jacobian(name, bn_mode, batch_
 def test_output_hessian_is_softmax_covariance_over_n():
     s = subject("mlp_layernorm", "train")
     lam = dense_output_hessian(s)
-    p = torch.softmax(s.output(s.theta, s.data.x), dim=1)
+    p = torch.softmax(s.output(s.theta, s.first_batch().inputs), dim=1)
     blocks = [torch.diag(q) - torch.outer(q, q) for q in p]
     assert torch.allclose(lam, torch.block_diag(*blocks) / 10, atol=1e-14)
     mse = subject("mlp_layernorm", "train", loss="mse")

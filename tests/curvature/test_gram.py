@@ -4,12 +4,11 @@ import pytest
 import torch
 
 from normscope import Subject
-from normscope.curvature import OutputJacobian
+from normscope.curvature import dense_empirical_fisher, dense_ggn, dense_jacobian
 from normscope.curvature.gram import (
     FisherFactor,
     build_gram,
     hutchinson_traces,
-    output_blocks,
     vectors_per_chunk,
 )
 from normscope.errors import ConfigError, UnknownNameError
@@ -23,33 +22,14 @@ def _subject(loss="cross_entropy", bn_mode="train", batch_size=None, n=10):
     return Subject(bn_mlp(torch.float64), (x, y), loss=loss, bn_mode=bn_mode, batch_size=batch_size)
 
 
-def _dense_factor(factor: FisherFactor) -> torch.Tensor:
-    """``A`` built from the dense Jacobian and the blocks, row by row."""
-    jac = OutputJacobian(factor.subject).dense()
-    n, m, c = factor.blocks.shape
-    return torch.einsum("iac,icp->iap", factor.blocks, jac.reshape(n, c, -1)).reshape(n * m, -1)
-
-
-def test_true_blocks_square_to_the_softmax_hessian():
-    s = _subject()
-    out = OutputJacobian(s).outputs
-    blocks = output_blocks(s, out, "true") * len(out) ** 0.5
-    for i in range(len(out)):
-        hess = torch.autograd.functional.hessian(
-            lambda z, i=i: torch.nn.functional.cross_entropy(z.unsqueeze(0), s.data.y[i : i + 1]),
-            out[i],
-        )
-        assert torch.allclose(blocks[i] @ blocks[i], hess, atol=1e-12)
-        assert torch.allclose(blocks[i], blocks[i].T)
-
-
-def test_empirical_blocks_are_the_loss_gradients_in_the_outputs():
-    s = _subject(loss="mse")
-    out = OutputJacobian(s).outputs.clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(s.loss_of(out, s.data.y) * len(out), out)
-    blocks = output_blocks(s, out.detach(), "empirical") * len(out) ** 0.5
-    assert blocks.shape == (10, 1, 3)
-    assert torch.allclose(blocks[:, 0], grad, atol=1e-12)
+def _dense_fisher(s: Subject, kind: str) -> torch.Tensor:
+    """The Fisher of ``kind`` from dense ground truth (autograd Jacobian, output Hessian)."""
+    if kind in ("true", "ggn"):
+        return dense_ggn(s)
+    if kind == "empirical":
+        return dense_empirical_fisher(s)
+    jac = dense_jacobian(s)
+    return jac.T @ jac / s.num_terms
 
 
 def test_unknown_kind_is_refused():
@@ -57,11 +37,23 @@ def test_unknown_kind_is_refused():
         FisherFactor(_subject(), "hessian")
 
 
+@pytest.mark.parametrize("kind", ["true", "ggn", "empirical", "ntk"])
+@pytest.mark.parametrize(("bn_mode", "batch_size"), [("train", None), ("eval", None), ("train", 4)])
+def test_factor_squares_to_the_dense_fisher(kind, bn_mode, batch_size):
+    factor = FisherFactor(_subject(bn_mode=bn_mode, batch_size=batch_size), kind)
+    eye = torch.eye(factor.num_rows, dtype=torch.float64)
+    a = factor.transpose_apply(eye)
+    assert torch.allclose(a.T @ a, _dense_fisher(factor.subject, kind), atol=1e-11)
+    v = torch.randn(2, factor.num_params, generator=torch.Generator().manual_seed(0)).double()
+    assert torch.allclose(factor.apply(v), v @ a.T, atol=1e-12)
+    assert torch.allclose(factor.fisher_apply(v), v @ (a.T @ a), atol=1e-11)
+
+
 @pytest.mark.parametrize("kind", ["true", "empirical", "ntk"])
 @pytest.mark.parametrize(("bn_mode", "batch_size"), [("train", None), ("eval", None), ("train", 4)])
 def test_dense_and_chunked_gram_match_the_dense_factor(kind, bn_mode, batch_size):
     factor = FisherFactor(_subject(bn_mode=bn_mode, batch_size=batch_size), kind)
-    a = _dense_factor(factor)
+    a = factor.transpose_apply(torch.eye(factor.num_rows, dtype=torch.float64))
     dense = build_gram(factor, dense=True)
     chunked = build_gram(factor, dense=False, max_memory_mb=0.05)
     assert dense.path == "dense-jacobian" and chunked.path == "chunked-gram"
@@ -99,3 +91,27 @@ def test_deflated_hutchinson_covers_only_the_rest_of_the_spectrum():
     rest = values[:-5]
     assert abs(est.trace - float(rest.sum())) <= 4 * est.trace_stderr + 1e-12
     assert abs(est.trace_of_square - float(rest.pow(2).sum())) <= 4 * est.trace_of_square_stderr
+
+
+def test_hutchinson_in_parameter_space_agrees_with_exact_traces():
+    factor = FisherFactor(_subject(n=16), "true")
+    built = build_gram(factor)
+    est = hutchinson_traces(factor, 200, seed=3, space="params")
+    assert abs(est.trace - float(built.gram.trace())) <= 4 * est.trace_stderr
+    squares = float(built.gram.pow(2).sum())
+    assert abs(est.trace_of_square - squares) <= 4 * est.trace_of_square_stderr
+
+
+def test_true_fisher_needs_a_likelihood_and_ggn_takes_a_callable_loss():
+    x, _ = classification_data(n=8, dtype=torch.float64)
+    y = torch.arange(8) % 3
+
+    def smooth_ce(out, target):
+        return torch.nn.functional.cross_entropy(out, target, label_smoothing=0.1)
+
+    s = Subject(bn_mlp(torch.float64), (x, y), loss=smooth_ce)
+    with pytest.raises(ConfigError, match="kind='ggn'"):
+        FisherFactor(s, "true")
+    factor = FisherFactor(s, "ggn")
+    a = factor.transpose_apply(torch.eye(factor.num_rows, dtype=torch.float64))
+    assert torch.allclose(a.T @ a, dense_ggn(s), atol=1e-11)

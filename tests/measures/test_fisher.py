@@ -24,7 +24,11 @@ def _subject(loss="cross_entropy", bn_mode="train", batch_size=None, model=None)
 
 
 def _outputs(s: Subject, theta: torch.Tensor) -> torch.Tensor:
-    return torch.cat([s.output(theta, b.x) for b in s.batches()])
+    return torch.cat([s.output(theta, b.inputs) for b in s.batches()])
+
+
+def _targets(s: Subject) -> torch.Tensor:
+    return torch.cat([b.targets for b in s.batches()])
 
 
 def _autograd_jacobian(s: Subject) -> torch.Tensor:
@@ -40,7 +44,7 @@ def _output_hessians(s: Subject, out: torch.Tensor) -> torch.Tensor:
     return torch.stack(
         [
             torch.autograd.functional.hessian(
-                lambda z, i=i: s.loss_of(z.unsqueeze(0), s.data.y[i : i + 1]), out[i]
+                lambda z, i=i: s.loss_of(z.unsqueeze(0), _targets(s)[i : i + 1]), out[i]
             )
             for i in range(len(out))
         ]
@@ -54,7 +58,7 @@ def _sample_gradients(s: Subject) -> torch.Tensor:
     return torch.stack(
         [
             torch.autograd.grad(
-                s.loss_of(out[i : i + 1], s.data.y[i : i + 1]), theta, retain_graph=True
+                s.loss_of(out[i : i + 1], _targets(s)[i : i + 1]), theta, retain_graph=True
             )[0]
             for i in range(len(out))
         ]

@@ -80,7 +80,7 @@ MODELS = {"bn_mlp": lambda: bn_mlp(torch.float64), "conv": _conv_net, "plain": _
 def test_bounds_bracket_dense_jacobian_norm_maximized_over_data(model, bn_mode):
     s = normscope.Subject(MODELS[model](), _data(), bn_mode=bn_mode)
     m = measures.input_lipschitz(s, tol=1e-10)
-    exact = _exact_max_jacobian_norm(s, [s.data.x])
+    exact = _exact_max_jacobian_norm(s, [s.first_batch().inputs])
     assert m.details["lower_bound"] == pytest.approx(exact, rel=1e-7)
     assert m.details["lower_bound"] <= m.details["upper_bound"]
     assert exact <= m.details["upper_bound"] * (1 + 1e-9)
@@ -135,7 +135,7 @@ def _lone_norm_subject(norm, n=20, d=5, seed=0):
 def test_batch_norm_jacobian_spectral_norm_is_one_over_sigma():
     s = _lone_norm_subject(nn.BatchNorm1d(5, affine=False, eps=1e-5))
     m = measures.input_lipschitz(s, tol=1e-12)
-    sigma = torch.sqrt(s.data.x.var(dim=0, unbiased=False) + 1e-5)
+    sigma = torch.sqrt(s.first_batch().inputs.var(dim=0, unbiased=False) + 1e-5)
     want = float((1 / sigma).max())
     assert m.details["lower_bound"] == pytest.approx(want, rel=1e-6)
     assert m.details["upper_bound"] == pytest.approx(want, rel=1e-6)
@@ -144,7 +144,7 @@ def test_batch_norm_jacobian_spectral_norm_is_one_over_sigma():
 def test_batch_rms_norm_jacobian_spectral_norm_is_one_over_rms():
     s = _lone_norm_subject(nets.BatchRMSNorm(5, eps=1e-5))
     m = measures.input_lipschitz(s, tol=1e-12)
-    rms = torch.sqrt(s.data.x.pow(2).mean(dim=0) + 1e-5)
+    rms = torch.sqrt(s.first_batch().inputs.pow(2).mean(dim=0) + 1e-5)
     assert m.details["lower_bound"] == pytest.approx(float((1 / rms).max()), rel=1e-6)
     assert m.details["upper_bound"] == pytest.approx(float((1 / rms).max()), rel=1e-6)
 
@@ -164,7 +164,7 @@ def test_residual_net_reports_lower_bound_only_with_a_note():
     assert m.details["upper_status"] == "unavailable"
     assert math.isinf(m.details["upper_bound"])
     assert any("not a plain chain" in note for note in m.notes)
-    assert m.value == pytest.approx(_exact_max_jacobian_norm(s, [s.data.x]), rel=1e-6)
+    assert m.value == pytest.approx(_exact_max_jacobian_norm(s, [s.first_batch().inputs]), rel=1e-6)
 
 
 def _k_norm_mlp(k, norm, weight_scale=3.0, depth=8):

@@ -37,7 +37,7 @@ def test_isometry_gap_of_last_hidden_layer_matches_direct_formula():
     model = nn.Sequential(nn.Linear(10, 12), nn.Tanh(), nn.Linear(12, 3))
     s = _subject(model)
     m = measures.isometry_gap(s)
-    hidden = torch.tanh(s.model[0](s.data.x)).detach()
+    hidden = torch.tanh(s.model[0](s.first_batch().inputs)).detach()
     assert m.value == pytest.approx(_direct_gap(hidden), rel=1e-10)
     assert m.details["layer_names"] == ["0", "1", "2"]
     assert m.details["isometry_gap"][1] == pytest.approx(m.value, rel=1e-12)
@@ -48,7 +48,7 @@ def test_orthogonal_equal_norm_representations_have_zero_gap_full_rank_zero_cosi
     with torch.no_grad():
         model[0].weight.copy_(torch.eye(10))
     s = _subject(model)
-    s.data.x[:] = 2.0 * torch.eye(10, dtype=torch.float64)[:8]
+    s.source.inputs[:] = 2.0 * torch.eye(10, dtype=torch.float64)[:8]
     m = measures.isometry_gap(s)
     assert m.value == pytest.approx(0.0, abs=1e-12)
     assert m.details["effective_rank"][0] == pytest.approx(8.0)

@@ -244,7 +244,7 @@ def test_audit_loads_the_factory_from_the_named_file_not_from_sys_path(tmp_path,
     monkeypatch.syspath_prepend(str(shadow))
     monkeypatch.chdir(shadow)
     before = set(sys.modules)
-    model, function = load_model(f"{named / 'models.py'}:make")
+    model, _, function = load_model(f"{named / 'models.py'}:make")
     assert function == "make" and model.in_features == 3
     assert "models" not in set(sys.modules) - before
 

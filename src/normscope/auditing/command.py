@@ -90,12 +90,12 @@ def audit_command(
         ),
     ],
     data: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Data set name (digits, mnist1d, gaussian...) or a folder of MNIST / CIFAR-10 "
-            "files."
+            "files. Default: the data the factory returns with the model, else digits."
         ),
-    ] = "digits",
+    ] = None,
     input_shape: Annotated[
         str | None,
         typer.Option(
@@ -125,9 +125,17 @@ def audit_command(
     given, without normalization, with batch norm swapped, and in train / eval mode."""
     console, errors = Console(), Console(stderr=True)
     try:
-        net, function = load_model(model)
+        net, own_data, function = load_model(model)
         shape = parse_shape(input_shape) if input_shape else None
-        dataset = load_data(data, n, seed, shape)
+        if own_data is not None and data is None:
+            if shape is not None:
+                raise ConfigError(
+                    "--input-shape reshapes a named data set; the factory returned its own "
+                    "data: shape it there (or pass --data)."
+                )
+            dataset = own_data
+        else:
+            dataset = load_data(data or "digits", n, seed, shape)
         with errors.status("auditing ...") as status:
             result = audit(
                 net,

@@ -12,6 +12,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
@@ -58,8 +59,12 @@ def _import(path: Path) -> ModuleType:
     return module
 
 
-def load_model(reference: str) -> tuple[nn.Module, str]:
-    """The model returned by the function ``reference`` names, and that function's name."""
+def load_model(reference: str) -> tuple[nn.Module, Any, str]:
+    """``(model, data or None, function name)`` from the function ``reference`` names.
+
+    The function takes no arguments and returns a model, or ``(model, data)`` with data
+    anything a Subject takes (a Dataset, ``(inputs, targets)``, a DataLoader...).
+    """
     path, function = split_reference(reference)
     module = _import(path)
     factory = getattr(module, function, None)
@@ -76,14 +81,16 @@ def load_model(reference: str) -> tuple[nn.Module, str]:
             f"{str(path)!r} has no function {function!r}; functions defined there: {listing}."
         )
     try:
-        model = factory()
+        made = factory()
     except Exception as err:  # the user's factory failing is a user error
         raise ModelError(
             f"{function}() in {str(path)!r} raised {type(err).__name__}: {err}. It is called "
-            "with no arguments and must return a torch.nn.Module."
+            "with no arguments and must return a torch.nn.Module or (model, data)."
         ) from None
+    model, data = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not isinstance(model, nn.Module):
         raise ModelError(
-            f"{function}() in {str(path)!r} returned {type(model).__name__}, not a torch.nn.Module."
+            f"{function}() in {str(path)!r} returned {type(made).__name__}, not a "
+            "torch.nn.Module or a pair (model, data)."
         )
-    return model, function
+    return model, data, function

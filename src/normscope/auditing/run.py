@@ -24,6 +24,7 @@ from normscope.auditing.budget import (
     plan_for,
     predict,
 )
+from normscope.auditing.data import AuditData, Sample
 from normscope.auditing.result import AuditResult, RunRecord
 from normscope.auditing.variants import (
     NO_NORM_NOTE,
@@ -37,8 +38,7 @@ from normscope.auditing.variants import (
     fresh_running_stats,
     runs_of,
 )
-from normscope.data.dataset import Dataset
-from normscope.errors import ConfigError, DataError, ModelError
+from normscope.errors import ConfigError, ModelError
 from normscope.subject import BN_MODES, Subject
 
 DEFAULT_MEASURES: tuple[str, ...] = (
@@ -53,19 +53,6 @@ DEFAULT_MEASURES: tuple[str, ...] = (
     "isometry_gap",
 )
 """Measures an audit takes when none are named; those not registered are skipped."""
-
-
-def _dataset(data: Dataset | tuple[torch.Tensor, torch.Tensor]) -> Dataset:
-    if isinstance(data, Dataset):
-        return data
-    if isinstance(data, tuple | list) and len(data) == 2:
-        x, y = (torch.as_tensor(t) for t in data)
-        task = "regression" if y.is_floating_point() else "classification"
-        return Dataset(x, y, task=task, name="tensors")
-    raise DataError(
-        "data must be a normscope.data.Dataset or a tuple (x, y) of tensors, got "
-        f"{type(data).__name__}."
-    )
 
 
 def _measure_names(names: Sequence[str] | None) -> tuple[list[str], list[str]]:
@@ -84,11 +71,11 @@ def _measure_names(names: Sequence[str] | None) -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(names)), []
 
 
-def _model_dtype(model: nn.Module) -> torch.dtype:
+def _model_dtype(model: nn.Module) -> tuple[torch.dtype, torch.device]:
     floats = [p for p in model.parameters() if p.is_floating_point()]
     if not floats:
         raise ModelError("the model has no floating-point parameters to measure.")
-    return floats[0].dtype
+    return floats[0].dtype, floats[0].device
 
 
 def _take(name: str, subject: Subject, options: dict[str, Any], seed: int):
@@ -98,9 +85,19 @@ def _take(name: str, subject: Subject, options: dict[str, Any], seed: int):
     return registry.get(name)(subject, **kwargs)
 
 
+def _subject(run: Run, sample: Sample, loss: str) -> Subject:
+    return Subject(
+        run.variant.model,
+        sample.data,
+        loss=loss,
+        bn_mode=run.subject_mode,
+        max_batches=sample.max_batches,
+    )
+
+
 def _measure_runs(
     runs: list[Run],
-    data: Dataset,
+    sample: Sample,
     loss: str,
     plan: Plan,
     order: Sequence[str],
@@ -114,7 +111,7 @@ def _measure_runs(
     variants (or one), not every measure for the last variants.
     """
     records = [RunRecord(r.label, r.variant.name, r.bn_mode) for r in runs]
-    subjects = [Subject(r.variant.model, data, loss=loss, bn_mode=r.subject_mode) for r in runs]
+    subjects = [_subject(r, sample, loss) for r in runs]
     for name in order:
         for run, record, subject in zip(runs, records, subjects, strict=True):
             # the loss costs one forward pass: taken even late, so that no run is empty
@@ -145,16 +142,16 @@ def _cheap_first(names: Sequence[str]) -> list[str]:
 
 def _calibrate(
     run: Run,
-    data: Dataset,
+    sample: Sample,
     loss: str,
     names: Sequence[str],
     tier: str,
     seed: int,
     stop_at: float,
 ) -> dict[str, float]:
-    """Seconds of each measure on ``data`` for ``run``; inf for those not reached by
+    """Seconds of each measure on ``sample`` for ``run``; inf for those not reached by
     ``stop_at`` (a ``time.perf_counter`` value)."""
-    subject = Subject(run.variant.model, data, loss=loss, bn_mode=run.subject_mode)
+    subject = _subject(run, sample, loss)
     costs = {}
     for name in _cheap_first(names):
         if time.perf_counter() > stop_at:
@@ -170,7 +167,7 @@ def _calibrate(
 
 def _budget_plan(
     runs: list[Run],
-    data: Dataset,
+    data: AuditData,
     loss: str,
     names: list[str],
     budget: float,
@@ -178,8 +175,8 @@ def _budget_plan(
     start: float,
 ) -> tuple[Plan, list[str], list[str]]:
     """The plan, the order to take its measures in (cheapest first), and notes."""
-    m = min(len(data), MIN_SAMPLES)
-    sample = data if m == len(data) else data.batch(m, seed=seed)
+    sample = data.sample(min(len(data), MIN_SAMPLES), seed)
+    m = sample.num_samples
     cheap = _calibrate(runs[0], sample, loss, names, "cheap", seed, start + budget / 3)
     default = None
     left = budget - (time.perf_counter() - start)
@@ -227,9 +224,9 @@ def _model_notes(
 
 def audit(
     model: nn.Module,
-    data: Dataset | tuple[torch.Tensor, torch.Tensor],
+    data: Any,
     *,
-    loss: str | None = None,
+    loss: str | Callable | None = None,
     measures: Sequence[str] | None = None,
     variants: Sequence[str] = VARIANTS,
     bn_modes: Sequence[str] = BN_MODES,
@@ -251,10 +248,12 @@ def audit(
     layer (meterez2024)) on the same data with the same seed.
 
     Args:
-        model: any ``nn.Module`` taking ``data.x``.
-        data: a :class:`~normscope.data.Dataset` or a tuple ``(x, y)``.
-        loss: ``"cross_entropy"`` or ``"mse"`` (default: cross-entropy for
-            classification data, mse for regression).
+        model: any ``nn.Module`` taking the data's inputs.
+        data: anything a :class:`~normscope.Subject` takes: a Dataset, ``(inputs,
+            targets)`` (inputs a tensor, tuple or mapping of tensors), a DataLoader or a
+            list of batches.
+        loss: ``"cross_entropy"``, ``"mse"`` or a callable ``loss_fn(output, target)``
+            (default: cross-entropy for integer labels, mse for real-valued targets).
         measures: registry names; an unknown name raises UnknownNameError. Default names
             that are not registered in this installation are skipped with a note.
         variants: which variants, from :data:`~normscope.auditing.variants.VARIANTS`.
@@ -271,12 +270,13 @@ def audit(
     start = time.perf_counter()
     if budget_seconds is not None and not budget_seconds > 0:
         raise ConfigError(f"budget_seconds must be positive, got {budget_seconds!r}.")
-    dataset = _dataset(data)
-    loss = loss or ("cross_entropy" if dataset.task == "classification" else "mse")
+    dataset = AuditData(data)
+    loss = loss or dataset.default_loss
     names, notes = _measure_names(measures)
     chosen, modes = check_variants(variants), check_bn_modes(bn_modes)
-    Subject(copy_model(model), dataset, loss=loss)  # model and data fit, or a clear error
-    example = dataset.x[: min(len(dataset), 8)].to(_model_dtype(model))
+    Subject(copy_model(model), data, loss=loss)  # model and data fit, or a clear error
+    dtype, device = _model_dtype(model)
+    example = dataset.example(min(len(dataset), 8), dtype, device)
     built = build_variants(model, chosen, example)
     runs = runs_of(built, modes)
     notes += _model_notes(model, built, runs, chosen)
@@ -291,27 +291,28 @@ def audit(
         plan = plan_for("default", len(dataset), names)
         order = list(plan.measures)
     notes += describe(plan, len(dataset), len(runs), budget_seconds)
-    used = dataset if plan.n == len(dataset) else dataset.batch(plan.n, seed=seed)
+    used = dataset.sample(plan.n, seed)
     deadline = None if budget_seconds is None else start + budget_seconds
     records = _measure_runs(runs, used, loss, plan, order, seed, deadline, progress)
     if any(r.skipped for r in records):
         notes.append("the time budget ran out: some measures were not taken (see table)")
-    settings = _settings(dataset, plan, loss, seed, budget_seconds, chosen, modes)
+    settings = _settings(dataset, used, plan, loss, seed, budget_seconds, chosen, modes)
     return AuditResult(
         name=name or type(model).__name__,
         runs=records,
         skipped={v.name: v.reason for v in built if v.model is None},
         notes=notes,
-        settings=settings | {"dtype": str(example.dtype).removeprefix("torch.")},
+        settings=settings | {"dtype": str(dtype).removeprefix("torch.")},
         norm_layers=[(layer.name, layer.kind) for layer in nets.find_norm_layers(model)],
         seconds=time.perf_counter() - start,
     )
 
 
 def _settings(
-    dataset: Dataset,
+    dataset: AuditData,
+    used: Sample,
     plan: Plan,
-    loss: str,
+    loss: str | Callable,
     seed: int,
     budget: float | None,
     variants: Sequence[str],
@@ -319,9 +320,9 @@ def _settings(
 ) -> dict[str, Any]:
     return {
         "data": dataset.name,
-        "n": plan.n,
+        "n": used.num_samples,
         "n_given": len(dataset),
-        "loss": loss,
+        "loss": loss if isinstance(loss, str) else getattr(loss, "__qualname__", repr(loss)),
         "seed": seed,
         "measures": list(plan.measures),
         "dropped": list(plan.dropped),

@@ -12,11 +12,13 @@ from normscope.curvature.dense import (
     dense_hessian,
     dense_jacobian,
     dense_output_hessian,
+    hessian_vector_fd,
     loss_gradient,
     sample_gradients,
 )
 from normscope.curvature.empirical_fisher import EmpiricalFisher
-from normscope.curvature.ggn import GGN
+from normscope.curvature.ggn import GGN, FisherOperator
+from normscope.curvature.gram import FisherFactor
 from normscope.curvature.hessian import Hessian
 from normscope.curvature.jacobian import OutputJacobian
 from normscope.curvature.operator import Operator
@@ -24,6 +26,8 @@ from normscope.curvature.operator import Operator
 __all__ = [
     "GGN",
     "EmpiricalFisher",
+    "FisherFactor",
+    "FisherOperator",
     "Hessian",
     "Operator",
     "OutputJacobian",
@@ -33,6 +37,7 @@ __all__ = [
     "dense_jacobian",
     "dense_output_hessian",
     "group_index",
+    "hessian_vector_fd",
     "loss_gradient",
     "parameter_blocks",
     "sample_gradients",

@@ -1,7 +1,8 @@
 """Dense curvature matrices for small models: the ground truth the products are tested on.
 
-Every function here forms a ``P x P`` (or ``N C x P``) matrix, so use them for models with
-at most a few thousand parameters, in float64.
+Every function here forms a ``P x P`` (or ``D x P``) matrix, so use them for models with
+at most a few thousand parameters, in float64. They use only the Subject's loss value and
+output map, never the product code they check.
 
 The Hessian is built from the autograd gradient, either by central finite differences
 (``(g(theta + eps e_j) - g(theta - eps e_j)) / (2 eps)``, error ``O(eps^2)``) or by
@@ -18,9 +19,9 @@ import torch
 from torch.func import grad, jacfwd
 
 from normscope.curvature.hessian import batch_loss
-from normscope.curvature.jacobian import OutputJacobian
 from normscope.errors import unknown_name
-from normscope.subject import Subject
+from normscope.losses import CrossEntropy
+from normscope.subject import Batch, Subject
 
 HessianMethod = Literal["finite_differences", "jacfwd"]
 
@@ -32,6 +33,14 @@ def loss_gradient(subject: Subject, theta: torch.Tensor | None = None) -> torch.
         return torch.autograd.grad(subject.loss(theta), theta)[0].detach()
 
 
+def hessian_vector_fd(subject: Subject, v: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``H v`` by central differences of the autograd gradient along ``v`` (``||v|| = 1``)."""
+    theta = subject.theta
+    return (loss_gradient(subject, theta + eps * v) - loss_gradient(subject, theta - eps * v)) / (
+        2 * eps
+    )
+
+
 def dense_hessian(
     subject: Subject, method: HessianMethod = "finite_differences", eps: float = 1e-5
 ) -> torch.Tensor:
@@ -41,43 +50,47 @@ def dense_hessian(
     rounding (``1e-16 / eps``) in float64, giving about 1e-10 absolute accuracy.
     """
     if method == "finite_differences":
-        return _hessian_finite_differences(subject, eps)
+        eye = torch.eye(subject.num_params, dtype=subject.dtype, device=subject.device)
+        with subject.modes():
+            return torch.stack([hessian_vector_fd(subject, e, eps) for e in eye], dim=1)
     if method == "jacfwd":
         theta = subject.theta
         with subject.modes():
             return sum(
-                b.weight * jacfwd(grad(batch_loss(subject, b)))(theta) for b in subject.batches()
+                b.weight * jacfwd(grad(batch_loss(subject, b)))(theta)
+                for b in subject.loss_batches()
             )
     raise unknown_name("Hessian method", method, ("finite_differences", "jacfwd"))
 
 
-def _hessian_finite_differences(subject: Subject, eps: float) -> torch.Tensor:
-    theta = subject.theta
-    columns = []
-    with subject.modes():
-        for j in range(len(theta)):
-            step = torch.zeros_like(theta)
-            step[j] = eps
-            plus = loss_gradient(subject, theta + step)
-            minus = loss_gradient(subject, theta - step)
-            columns.append((plus - minus) / (2 * eps))
-    return torch.stack(columns, dim=1)
-
-
 def dense_jacobian(subject: Subject) -> torch.Tensor:
-    """The whole-batch output Jacobian ``J`` (``N C x P``, rows sample-major)."""
-    return OutputJacobian(subject).dense()
+    """The whole-batch output Jacobian ``J`` (``D x P``; batches, then row-major outputs)."""
+    theta = subject.theta
+    with subject.modes():
+        return torch.cat(
+            [
+                jacfwd(lambda t, b=b: subject.output(t, b.inputs).reshape(-1))(theta)
+                for b in subject.batches()
+            ]
+        )
 
 
 def dense_output_hessian(subject: Subject) -> torch.Tensor:
-    """``Lambda`` (``N C x N C``): block diagonal, blocks ``d^2 l / d f_i^2 / N`` by autograd."""
-    out = OutputJacobian(subject).outputs
-    y = subject.data.y.to(subject.device)
-    blocks = [
-        jacfwd(grad(lambda f, i=i: subject.loss_of(f[None], y[i : i + 1])))(out[i])
-        for i in range(len(out))
-    ]
-    return torch.block_diag(*blocks) / subject.num_samples
+    """``Lambda`` (``D x D``): block diagonal over batches, ``w_b d^2 L_b / d f^2`` by autograd."""
+    blocks = []
+    with subject.modes(), torch.no_grad():
+        for b in subject.batches():
+            out = subject.output(subject.theta, b.inputs)
+            if b.targets is None or b.weight == 0:
+                blocks.append(torch.zeros(out.numel(), out.numel(), dtype=out.dtype))
+                continue
+
+            def batch_mean(flat, shape=out.shape, y=b.targets):
+                return subject.loss_of(flat.reshape(shape), y)
+
+            with torch.enable_grad():
+                blocks.append(b.weight * jacfwd(grad(batch_mean))(out.reshape(-1)))
+    return torch.block_diag(*blocks)
 
 
 def dense_ggn(subject: Subject) -> torch.Tensor:
@@ -86,25 +99,37 @@ def dense_ggn(subject: Subject) -> torch.Tensor:
     return jac.T @ dense_output_hessian(subject) @ jac
 
 
+def _term_losses(subject: Subject, out: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+    """``l_m`` for every counted term of one batch, each from the whole-batch outputs."""
+    loss, y = subject.loss_fn, batch.targets
+    if isinstance(loss, CrossEntropy):
+        flat = y.reshape(-1)
+        terms = []
+        for m in torch.nonzero(flat != loss.ignore_index).reshape(-1):
+            only = torch.full_like(flat, loss.ignore_index)
+            only[m] = flat[m]
+            terms.append(loss.value(out, only.reshape(y.shape)))
+        return terms
+    return [loss.value(out[i : i + 1], y[i : i + 1]) for i in range(len(out))]
+
+
 def sample_gradients(subject: Subject) -> torch.Tensor:
-    """``g_i = grad l(f_i(theta; X_b), y_i)`` as rows ``(N, P)``, one autograd call per sample.
+    """``g_m = grad l(f_m(theta; X_b), y_m)`` as rows ``(c, P)``, one autograd call per term.
 
     Each call runs the whole batch ``X_b`` forward (batch norm in train mode couples the
-    samples) and differentiates only sample ``i``'s loss. Slow by design: ground truth.
+    samples) and differentiates only term ``m``'s loss. Slow by design: ground truth.
     """
     rows = []
     with subject.modes(), torch.enable_grad():
-        for b in subject.batches():
-            for i in range(len(b.x)):
-                theta = subject.theta.requires_grad_(True)
-                out = subject.output(theta, b.x)
-                rows.append(
-                    torch.autograd.grad(subject.loss_of(out[i : i + 1], b.y[i : i + 1]), theta)[0]
-                )
+        for b in subject.loss_batches():
+            theta = subject.theta.requires_grad_(True)
+            out = subject.output(theta, b.inputs)
+            for term in _term_losses(subject, out, b):
+                rows.append(torch.autograd.grad(term, theta, retain_graph=True)[0])
     return torch.stack(rows)
 
 
 def dense_empirical_fisher(subject: Subject) -> torch.Tensor:
-    """``(1/N) sum_i g_i g_i^T`` from :func:`sample_gradients`."""
+    """``(1/c) sum_m g_m g_m^T`` from :func:`sample_gradients`."""
     g = sample_gradients(subject)
-    return g.T @ g / subject.num_samples
+    return g.T @ g / subject.num_terms

@@ -1,28 +1,47 @@
 """The generalized Gauss-Newton matrix ``G = J^T Lambda J`` (the true Fisher here).
 
-``J`` is the Jacobian of the whole-batch outputs (``N C x P``; with batch norm in train
-mode, of the coupled batch function), and ``Lambda`` is block diagonal with the blocks
-``(1/N) d^2 l / d f_i^2``: ``(diag(p_i) - p_i p_i^T) / N`` for cross-entropy and ``I / N``
-for mse (:mod:`normscope.curvature.output_loss`). For these losses ``G`` equals the
-Fisher information of the model's predictive distribution (karakida2019's ``F``, up to
-the ``1/N`` they also use). ``G`` is the Hessian with the term ``sum (dl/df) d^2 f``
-dropped, so it is positive semi-definite.
+``J`` is the Jacobian of the whole-batch outputs (with batch norm in train mode, of the
+coupled batch function), and ``Lambda`` is block diagonal over batches with blocks
+``w_b d^2 L_b / d f^2``, the output Hessian of each batch's mean loss weighted by its
+share of the counted terms (:mod:`normscope.losses`). For cross-entropy and mse ``G``
+equals the Fisher information of the model's predictive distribution (karakida2019's
+``F``). ``G`` is the Hessian with the term ``sum (dl/df) d^2 f`` dropped, so it is
+positive semi-definite.
 
-Every product is one ``J v`` (forward mode) and one ``J^T u`` (a reused backward graph).
+Products go through the factor ``A = M J`` with ``M^T M = Lambda``
+(:class:`~normscope.curvature.gram.FisherFactor`): ``G v = A^T (A v)``, one ``J v``
+(forward mode) and one ``J^T u`` per product.
 """
 
 from __future__ import annotations
 
 import torch
 
-from normscope.curvature.jacobian import OutputJacobian
+from normscope.curvature.gram import FisherFactor
 from normscope.curvature.operator import Operator
-from normscope.curvature.output_loss import output_hessian_apply
 from normscope.measurement import CostMeter
 from normscope.subject import Subject
 
 
-class GGN(Operator):
+class FisherOperator(Operator):
+    """``v -> A^T A v`` for the Fisher-type matrix of ``fisher_kind`` (see gram.py)."""
+
+    kind = "fvp"
+    fisher_kind = "ggn"
+
+    def __init__(self, subject: Subject, meter: CostMeter | None = None) -> None:
+        super().__init__(subject.num_params, subject.work_dtype, subject.device, meter)
+        self.subject = subject
+        self.factor = FisherFactor(subject, self.fisher_kind, self.meter)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        return self._matmat(v.unsqueeze(0))[0]
+
+    def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        return self.factor.fisher_apply(vs)
+
+
+class GGN(FisherOperator):
     """``v -> J^T Lambda J v`` without forming any matrix (module docstring).
 
     Example:
@@ -36,18 +55,4 @@ class GGN(Operator):
     """
 
     kind = "ggnvp"
-
-    def __init__(self, subject: Subject, meter: CostMeter | None = None) -> None:
-        super().__init__(subject.num_params, subject.dtype, subject.device, meter)
-        self.subject = subject
-        self.jacobian = OutputJacobian(subject, self.meter)
-
-    def _lambda(self, u: torch.Tensor) -> torch.Tensor:
-        out = self.jacobian.outputs
-        return output_hessian_apply(self.subject, out, u) / self.subject.num_samples
-
-    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return self.jacobian.vjp(self._lambda(self.jacobian.jvp(v)))
-
-    def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
-        return self.jacobian.vjp_batched(self._lambda(self.jacobian.jvp_batched(vs)))
+    fisher_kind = "ggn"

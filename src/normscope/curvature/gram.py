@@ -1,24 +1,28 @@
 """The dual Gram matrix of a Fisher-type matrix, built from whole-batch Jacobian products.
 
 Every Fisher-type matrix normscope measures (karakida2019) factors as ``F = A^T A`` with
-``A = M J`` (``r x P``): ``J`` the whole-batch output Jacobian (``N C x P``, rows sample
-major, see :class:`~normscope.curvature.jacobian.OutputJacobian`) and ``M`` a block-diagonal
-map on output space, one ``m x C`` block ``S_i`` per sample:
+``A = M J`` (``r x P``): ``J`` the whole-batch output Jacobian (``D x P``, see
+:class:`~normscope.curvature.jacobian.OutputJacobian`) and ``M`` block diagonal over
+batches, ``M_b = sqrt(w_b) M_b'`` with ``w_b = c_b / c`` the batch's share of the counted
+loss terms and ``M_b'`` the loss's output-space factor
+(:meth:`normscope.losses.Loss.fisher_factor`):
 
-- ``"ntk"``: ``S_i = I_C / sqrt(N)``, so ``F = J^T J / N`` (``r = N C``);
-- ``"true"``: ``S_i = Q_i^{1/2} / sqrt(N)`` with ``Q_i`` the Hessian of the sample loss in
-  its outputs: ``diag(p_i) - p_i p_i^T`` for cross-entropy (symmetric square root), ``I``
-  for ``mse``, so ``F = (1/N) J^T Q J`` (for ``mse`` the same as ``"ntk"``);
-- ``"empirical"``: ``S_i = r_i^T / sqrt(N)`` (``m = 1``, ``r = N``) with
-  ``r_i = d l_i / d f_i`` (``p_i - onehot(y_i)`` for cross-entropy, ``f_i - y_i`` for
-  ``mse``), so the rows of ``sqrt(N) A`` are the sample gradients ``g_i = J_i^T r_i`` of
-  the whole-batch function and ``F = (1/N) sum_i g_i g_i^T``.
+- ``"ggn"``: ``M_b'^T M_b' = Lambda_b``, the output Hessian of the batch loss, so
+  ``F = sum_b w_b J_b^T Lambda_b J_b`` is the generalized Gauss-Newton matrix. For
+  cross-entropy ``Lambda_b = (1/c_b) sum_m (diag(p_m) - p_m p_m^T)`` over the counted
+  terms, for ``mse`` ``I / n_b``;
+- ``"true"``: the same matrix, named for what it is for losses with a likelihood
+  (cross-entropy, mse): the Fisher information of the model's predictive distribution,
+  ``F = (1/c) sum_m J_m^T Q_m J_m``. A callable loss has no likelihood and is refused;
+- ``"empirical"``: one row ``r_m^T / sqrt(c)`` per counted term, ``r_m = d l_m / d f_m``,
+  so the rows of ``sqrt(c) A`` are the term gradients ``g_m = J_m^T r_m`` of the
+  whole-batch function and ``F = (1/c) sum_m g_m g_m^T``;
+- ``"ntk"``: ``F = (1/c) sum_m J_m^T J_m`` whatever the loss.
 
 The non-zero eigenvalues of ``F`` (``P x P``) are those of the dual Gram ``A A^T``
 (``r x r``), and a Gram eigenvector ``u`` with eigenvalue ``lambda > 0`` maps to the unit
 Fisher eigenvector ``v = A^T u / sqrt(lambda)``. With batch norm in train mode ``J`` is the
-Jacobian of the whole-batch function (samples are coupled), and with ``batch_size`` set
-each mini-batch is its own function and ``J`` stacks their Jacobians.
+Jacobian of the whole-batch function (samples are coupled).
 
 Example:
     >>> import torch
@@ -34,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,48 +46,12 @@ from torch import Tensor
 
 from normscope.curvature.jacobian import OutputJacobian
 from normscope.errors import ConfigError, NonFiniteError, unknown_name
+from normscope.losses import FISHER_KINDS, OutputFactor, TermView
 from normscope.measurement import CostMeter
 from normscope.subject import Subject
 
-KINDS = ("true", "empirical", "ntk")
+KINDS = FISHER_KINDS
 DEFAULT_MAX_MEMORY_MB = 1024.0
-
-
-def output_blocks(subject: Subject, outputs: Tensor, kind: str) -> Tensor:
-    """The blocks ``S_i`` of ``M`` as a tensor ``(N, m, C)`` (module docstring).
-
-    ``outputs`` are the whole-batch outputs ``f(theta; X)`` of shape ``(N, C)``.
-    """
-    n, c = outputs.shape
-    scale = n**-0.5
-    if kind == "ntk" or (kind == "true" and subject.loss_name == "mse"):
-        eye = torch.eye(c, dtype=outputs.dtype, device=outputs.device)
-        return (scale * eye).expand(n, c, c)
-    if kind == "true":
-        return scale * _sqrt_psd(_softmax_hessians(outputs))
-    if kind == "empirical":
-        return scale * _output_residuals(subject, outputs).unsqueeze(1)
-    raise unknown_name("Fisher kind", kind, KINDS)
-
-
-def _softmax_hessians(outputs: Tensor) -> Tensor:
-    p = torch.softmax(outputs, dim=1)
-    return torch.diag_embed(p) - p.unsqueeze(2) * p.unsqueeze(1)
-
-
-def _sqrt_psd(blocks: Tensor) -> Tensor:
-    """Symmetric square roots of symmetric positive semi-definite blocks ``(N, C, C)``."""
-    values, vectors = torch.linalg.eigh(blocks)
-    return (vectors * values.clamp_min(0).sqrt().unsqueeze(1)) @ vectors.transpose(1, 2)
-
-
-def _output_residuals(subject: Subject, outputs: Tensor) -> Tensor:
-    """``d l_i / d f_i`` for every sample: ``(N, C)``."""
-    y = subject.data.y.to(outputs.device)
-    if subject.loss_name == "cross_entropy":
-        onehot = torch.nn.functional.one_hot(y, outputs.shape[1]).to(outputs.dtype)
-        return torch.softmax(outputs, dim=1) - onehot
-    return outputs - subject.targets(y)
 
 
 class FisherFactor:
@@ -90,26 +59,34 @@ class FisherFactor:
 
     ``transpose_apply(W)`` gives ``A^T w`` for every row ``w`` of ``W (k, r)`` (``k`` batched
     vjps), ``apply(V)`` gives ``A v`` for every row of ``V (k, P)`` (``k`` batched jvps).
+    Vectors live in the Subject's working dtype.
     """
 
     def __init__(self, subject: Subject, kind: str = "true", meter: CostMeter | None = None):
         if kind not in KINDS:
             raise unknown_name("Fisher kind", kind, KINDS)
+        subject.require_targets(f"the {kind} Fisher")
         self.subject = subject
         self.kind = kind
         self.jacobian = OutputJacobian(subject, meter)
         self.meter = self.jacobian.meter
-        if not torch.isfinite(self.jacobian.outputs).all():
+        self.dtype = subject.work_dtype
+        self.device = subject.device
+        if not self.jacobian.outputs_finite:
             raise NonFiniteError(
                 "the network's outputs are not finite (NaN or inf: the forward pass "
                 "overflowed), so the Fisher is not defined"
             )
-        self.blocks = output_blocks(subject, self.jacobian.outputs, kind)
+        loss = subject.loss_fn
+        self.factors: list[tuple[float, OutputFactor]] = [
+            (math.sqrt(p.weight), loss.fisher_factor(p.outputs.to(self.dtype), p.targets, kind))
+            for p in self.jacobian.parts
+        ]
 
     @property
     def num_rows(self) -> int:
         """``r``: the size of the dual Gram matrix."""
-        return self.blocks.shape[0] * self.blocks.shape[1]
+        return sum(f.rows for _, f in self.factors)
 
     @property
     def num_params(self) -> int:
@@ -117,24 +94,39 @@ class FisherFactor:
 
     def transpose_apply(self, w: Tensor) -> Tensor:
         """``A^T w`` for each row of ``w (k, r)``: ``(k, P)``."""
-        n, m, _ = self.blocks.shape
-        u = torch.einsum("kia,iac->kic", w.reshape(-1, n, m), self.blocks)
-        return self.jacobian.vjp_batched(u)
+        pieces = torch.split(w.to(self.dtype), [f.rows for _, f in self.factors], dim=1)
+        us = [s * f.transpose(piece) for (s, f), piece in zip(self.factors, pieces, strict=True)]
+        return self.jacobian.vjp_parts(us)
 
     def apply(self, v: Tensor) -> Tensor:
         """``A v`` for each row of ``v (k, P)``: ``(k, r)``."""
-        out = self.jacobian.jvp_batched(v)
-        return torch.einsum("iac,kic->kia", self.blocks, out).reshape(v.shape[0], -1)
+        tangents = self.jacobian.jvp_parts(v.to(self.dtype))
+        rows = [s * f.apply(t) for (s, f), t in zip(self.factors, tangents, strict=True)]
+        return torch.cat(rows, dim=1)
 
     def gram_apply(self, w: Tensor) -> Tensor:
         """``A A^T w`` for each row of ``w (k, r)``: the dual Gram operator."""
         return self.apply(self.transpose_apply(w))
 
+    def fisher_apply(self, v: Tensor) -> Tensor:
+        """``A^T A v`` for each row of ``v (k, P)``: ``F`` itself."""
+        return self.transpose_apply(self.apply(v))
+
+    def term_views(self) -> list[TermView]:
+        """Where the counted loss terms sit in every batch's outputs."""
+        loss = self.subject.loss_fn
+        return [loss.terms(p.outputs, p.targets) for p in self.jacobian.parts]
+
     def mean_output_gradients(self) -> Tensor:
-        """``(1/N) sum_i grad_theta f_k(x_i)`` for every output ``k``: ``(C, P)``."""
-        n, c = self.jacobian.outputs.shape
-        eye = torch.eye(c, dtype=self.blocks.dtype, device=self.blocks.device)
-        return self.jacobian.vjp_batched(eye.unsqueeze(1).expand(c, n, c) / n)
+        """``(1/c) sum_m grad_theta f_{m,k}`` for every output ``k`` of a term: ``(C, P)``."""
+        views = self.term_views()
+        width = views[0].width
+        eye = torch.eye(width, dtype=self.dtype, device=self.device)
+        us = []
+        for view in views:
+            ones = eye.unsqueeze(1).expand(width, view.num_terms, width)
+            us.append(view.scatter(ones) / self.subject.num_terms)
+        return self.jacobian.vjp_parts(us)
 
 
 @dataclass(frozen=True)
@@ -152,10 +144,10 @@ def vectors_per_chunk(factor: FisherFactor, max_memory_mb: float) -> int:
 
     A batched product holds, per vector, about three parameter- or activation-sized
     buffers (the result, the tangents of the activations and autograd's workspace); the
-    activations are estimated as the elements of every module output on the largest batch.
+    activations are estimated as the elements of every module output on the first batch.
     """
     per_vector = factor.num_params + _activation_elements(factor.subject)
-    itemsize = torch.finfo(factor.blocks.dtype).bits // 8
+    itemsize = torch.finfo(factor.subject.dtype).bits // 8
     fit = int(_budget_bytes(max_memory_mb) / 2 // (3 * itemsize * per_vector))
     return max(1, min(factor.num_rows, fit))
 
@@ -167,7 +159,7 @@ def _budget_bytes(max_memory_mb: float) -> float:
 
 
 def _activation_elements(subject: Subject) -> int:
-    """Elements of all leaf-module outputs in one forward pass of the largest batch."""
+    """Elements of all leaf-module outputs in one forward pass of the first batch."""
     counted = [0]
 
     def count(_module, _inputs, output) -> None:
@@ -177,9 +169,8 @@ def _activation_elements(subject: Subject) -> int:
     leaves = [m for m in subject.model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(count) for m in leaves]
     try:
-        size = subject.batch_size or subject.num_samples
         with torch.no_grad():
-            subject.output(subject.theta, subject.data.x[:size].to(subject.device))
+            subject.output(subject.theta, subject.first_batch().inputs)
     finally:
         for h in handles:
             h.remove()
@@ -188,7 +179,7 @@ def _activation_elements(subject: Subject) -> int:
 
 def fits_dense(factor: FisherFactor, max_memory_mb: float) -> bool:
     """Whether ``A`` (``r x P``) fits in half of the memory budget."""
-    itemsize = torch.finfo(factor.blocks.dtype).bits // 8
+    itemsize = torch.finfo(factor.dtype).bits // 8
     return factor.num_rows * factor.num_params * itemsize <= _budget_bytes(max_memory_mb) / 2
 
 
@@ -205,14 +196,13 @@ def build_gram(
     """
     use_dense = fits_dense(factor, max_memory_mb) if dense is None else dense
     chunk = vectors_per_chunk(factor, max_memory_mb)
-    blocks = factor.blocks
     r = factor.num_rows
-    eye = torch.eye(r, dtype=blocks.dtype, device=blocks.device)
-    diagonal = torch.zeros(factor.num_params, dtype=blocks.dtype, device=blocks.device)
+    eye = torch.eye(r, dtype=factor.dtype, device=factor.device)
+    diagonal = torch.zeros(factor.num_params, dtype=factor.dtype, device=factor.device)
     if use_dense:
         rows = torch.cat([factor.transpose_apply(eye[i : i + chunk]) for i in range(0, r, chunk)])
         return GramBuild(rows @ rows.T, rows.pow(2).sum(dim=0), "dense-jacobian", chunk)
-    gram = torch.empty((r, r), dtype=blocks.dtype, device=blocks.device)
+    gram = torch.empty((r, r), dtype=factor.dtype, device=factor.device)
     for i in range(0, r, chunk):
         rows = factor.transpose_apply(eye[i : i + chunk])
         diagonal += rows.pow(2).sum(dim=0)
@@ -239,41 +229,49 @@ def hutchinson_traces(
     squares: bool = True,
     chunk: int = 8,
     deflate: Tensor | None = None,
+    space: str = "gram",
 ) -> TraceEstimate:
-    """Hutchinson's estimator (Hutchinson 1989) on the dual Gram, sharing products.
+    """Hutchinson's estimator (Hutchinson 1989) of the Fisher's traces, sharing products.
 
-    With Rademacher ``z`` (``E z z^T = I``, ``r``-dim): ``a = A^T z`` gives
-    ``E ||a||^2 = tr(A A^T) = tr F`` and ``E a ⊙ a = diag(F)`` from one vjp, and
-    ``b = A a`` gives ``E ||b||^2 = tr((A A^T)^2) = sum lambda^2`` from one more jvp
-    (skipped with ``squares=False``).
+    ``space="gram"``: Rademacher ``z`` in the ``r``-dim Gram space; ``a = A^T z`` gives
+    ``E ||a||^2 = tr F`` and ``E a ⊙ a = diag(F)`` from one vjp, and ``b = A a`` gives
+    ``E ||b||^2 = sum lambda^2`` from one more jvp (skipped with ``squares=False``).
+    ``space="params"``: ``z`` in the ``P``-dim parameter space; ``a = A z`` gives
+    ``E ||a||^2 = tr F``, ``b = A^T a = F z`` gives ``E ||b||^2 = sum lambda^2`` and
+    ``E z ⊙ b = diag(F)`` (the cheaper space is the smaller one).
 
-    ``deflate`` (``(k, r)``, orthonormal rows spanning an invariant subspace of ``A A^T``,
-    e.g. converged top eigenvectors) projects the probes onto its complement, so the
-    estimates cover only the rest of the spectrum. The caller adds the exact part of the
-    deflated eigenpairs; removing the outliers removes most of the variance, the idea of
-    Hutch++ (Meyer et al. 2021) with the sketch taken from Lanczos.
+    ``deflate`` (``(k, dim)``, orthonormal rows spanning an invariant subspace in the
+    probes' space, e.g. converged top eigenvectors) projects the probes onto its
+    complement, so the estimates cover only the rest of the spectrum. The caller adds the
+    exact part of the deflated eigenpairs; removing the outliers removes most of the
+    variance, the idea of Hutch++ (Meyer et al. 2021) with the sketch taken from Lanczos.
     """
     if num_probes < 2:
         raise ConfigError(f"num_probes must be at least 2 (for an error bar), got {num_probes}.")
+    gram = space == "gram"
+    dim = factor.num_rows if gram else factor.num_params
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    blocks = factor.blocks
     firsts, seconds = [], []
-    diagonal = torch.zeros(factor.num_params, dtype=blocks.dtype, device=blocks.device)
+    diagonal = torch.zeros(factor.num_params, dtype=factor.dtype, device=factor.device)
+
+    def project(t: Tensor) -> Tensor:
+        return t if deflate is None else t - (t @ deflate.T) @ deflate
+
     for start in range(0, num_probes, chunk):
         k = min(chunk, num_probes - start)
-        z = torch.randint(0, 2, (k, factor.num_rows), generator=gen).to(blocks) * 2 - 1
-        if deflate is not None:
-            z = z - (z @ deflate.T) @ deflate
-        a = factor.transpose_apply(z)
-        diagonal += a.pow(2).sum(dim=0)
+        z = torch.randint(0, 2, (k, dim), generator=gen).to(factor.dtype).to(factor.device) * 2 - 1
+        z = project(z)
+        a = factor.transpose_apply(z) if gram else factor.apply(z)
         firsts.append(a.pow(2).sum(dim=1))
-        if squares:
-            b = factor.apply(a)
-            if deflate is not None:
-                b = b - (b @ deflate.T) @ deflate
+        if gram:
+            diagonal += a.pow(2).sum(dim=0)
+        if squares or not gram:
+            b = project(factor.apply(a) if gram else factor.transpose_apply(a))
             seconds.append(b.pow(2).sum(dim=1))
+            if not gram:
+                diagonal += (z * b).sum(dim=0)
     first = torch.cat(firsts).double()
-    second = torch.cat(seconds).double() if squares else torch.full_like(first, float("nan"))
+    second = torch.cat(seconds).double() if seconds else torch.full_like(first, float("nan"))
     root = num_probes**0.5
     return TraceEstimate(
         float(first.mean()),

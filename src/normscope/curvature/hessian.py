@@ -53,7 +53,7 @@ _BATCH_NORM_ARGS = (
 
 def batch_loss(subject: Subject, batch: Batch) -> Callable[[torch.Tensor], torch.Tensor]:
     """``theta -> L_b(theta)``: the mean loss of one batch, evaluated as one batch."""
-    return lambda theta: subject.loss_of(subject.output(theta, batch.x), batch.y)
+    return lambda theta: subject.loss_of(subject.output(theta, batch.inputs), batch.targets)
 
 
 class _AffineEvalBatchNorm(TorchFunctionMode):
@@ -102,6 +102,8 @@ class Hessian(Operator):
             double-backward graph per batch) so products need no forward pass; with
             ``False`` each product re-linearizes batch by batch, trading a forward and a
             backward pass per batch and product for the memory of a single graph.
+            Default: cache in-memory data, re-linearize data streamed from a loader
+            (whose memory then stays that of one batch).
 
     Example:
         >>> import torch
@@ -120,13 +122,22 @@ class Hessian(Operator):
     chunk_size = 16
 
     def __init__(
-        self, subject: Subject, meter: CostMeter | None = None, *, cache_graphs: bool = True
+        self,
+        subject: Subject,
+        meter: CostMeter | None = None,
+        *,
+        cache_graphs: bool | None = None,
     ) -> None:
-        super().__init__(subject.num_params, subject.dtype, subject.device, meter)
+        super().__init__(
+            subject.num_params,
+            subject.work_dtype,
+            subject.device,
+            meter,
+            product_dtype=subject.dtype,
+        )
         self.subject = subject
         self.theta = subject.theta
-        self.batches = subject.batches()
-        self.cache_graphs = cache_graphs
+        self.cache_graphs = not subject.source.streamed if cache_graphs is None else cache_graphs
 
     def _linearize(self, batch: Batch) -> tuple[torch.Tensor, Closure]:
         leaf = self.theta.detach().requires_grad_(True)
@@ -139,31 +150,33 @@ class Hessian(Operator):
 
     @cached_property
     def _linearized(self) -> list[tuple[float, torch.Tensor, Closure]]:
-        return [(b.weight, *self._linearize(b)) for b in self.batches]
+        return [(b.weight, *self._linearize(b)) for b in self.subject.loss_batches()]
 
     def _closures(self):
         if self.cache_graphs:
             for w, _, fn in self._linearized:
                 yield w, fn
         else:
-            for b in self.batches:
+            for b in self.subject.loss_batches():
                 yield b.weight, self._linearize(b)[1]
 
     @property
     def gradient(self) -> torch.Tensor:
-        """``grad L(theta)`` (a by-product of the linearization)."""
+        """``grad L(theta)`` (a by-product of the linearization), in the working dtype."""
         if self.cache_graphs:
-            return _weighted_sum((w, g) for w, g, _ in self._linearized)
-        return _weighted_sum((b.weight, self._linearize(b)[0]) for b in self.batches)
+            terms = ((w, g) for w, g, _ in self._linearized)
+        else:
+            terms = ((b.weight, self._linearize(b)[0]) for b in self.subject.loss_batches())
+        return _weighted_sum((w, g.to(self.dtype)) for w, g in terms)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(v)) for w, fn in self._closures())
+        return _weighted_sum((w, fn(v).to(self.dtype)) for w, fn in self._closures())
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._chunk(c) for c in torch.split(vs, self.chunk_size)])
 
     def _chunk(self, vs: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(vs)) for w, fn in self._closures())
+        return _weighted_sum((w, fn(vs).to(self.dtype)) for w, fn in self._closures())
 
 
 def _double_backward(g: torch.Tensor, leaf: torch.Tensor) -> Closure:

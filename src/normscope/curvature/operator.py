@@ -23,12 +23,22 @@ class Operator:
     kind = "matvec"
 
     def __init__(
-        self, dim: int, dtype: torch.dtype, device: torch.device, meter: CostMeter | None = None
+        self,
+        dim: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        meter: CostMeter | None = None,
+        *,
+        product_dtype: torch.dtype | None = None,
     ) -> None:
         self.dim = dim
         self.dtype = dtype
         self.device = device
         self.meter = meter if meter is not None else CostMeter()
+        # half-precision models: products run in the model's dtype, while the vectors
+        # the eigensolvers keep (``dtype``) are float32, where QR and tridiagonal
+        # solves exist and the basis keeps its orthogonality
+        self.product_dtype = dtype if product_dtype is None else product_dtype
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must define _matvec")
@@ -38,11 +48,11 @@ class Operator:
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         self.meter.add(self.kind)
-        return self._matvec(v)
+        return self._matvec(v.to(self.product_dtype)).to(self.dtype)
 
     def matmat(self, vs: torch.Tensor) -> torch.Tensor:
         self.meter.add(self.kind, vs.shape[0])
-        return self._matmat(vs)
+        return self._matmat(vs.to(self.product_dtype)).to(self.dtype)
 
     __call__ = matvec
 
@@ -58,7 +68,13 @@ class Operator:
 
 class _Restricted(Operator):
     def __init__(self, parent: Operator, index: torch.Tensor) -> None:
-        super().__init__(len(index), parent.dtype, parent.device, parent.meter)
+        super().__init__(
+            len(index),
+            parent.dtype,
+            parent.device,
+            parent.meter,
+            product_dtype=parent.product_dtype,
+        )
         self.parent = parent
         self.index = index
         self.kind = parent.kind

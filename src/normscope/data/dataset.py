@@ -52,10 +52,9 @@ class Dataset:
                 f"dtype {y.dtype} and shape {tuple(y.shape)}; use task='regression' for "
                 "float targets."
             )
-        n_classes = self.num_classes
-        if n_classes is None:
-            object.__setattr__(self, "num_classes", int(y.max()) + 1)
-            n_classes = self.num_classes
+        # num_classes stays None unless given: labels need not cover every class, so the
+        # largest label says little; a Subject takes the classes from the model's output
+        n_classes = self.num_classes if self.num_classes is not None else int(y.max()) + 1
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= n_classes:
             raise DataError(
@@ -74,7 +73,9 @@ class Dataset:
     def output_dim(self) -> int:
         """Outputs a model needs: classes for classification, target width for regression."""
         if self.task == "classification":
-            return int(self.num_classes)
+            if self.num_classes is not None:
+                return int(self.num_classes)
+            return 1 if self.y is None else int(self.y.max()) + 1
         if self.y is None:
             raise DataError(f"data set {self.name!r} has no targets, so no output width.")
         return 1 if self.y.ndim == 1 else int(self.y.shape[1])

@@ -41,6 +41,8 @@ from normscope.measures.registry import register
 from normscope.subject import Subject
 
 DEFAULT_MAX_GRAM_SIZE = 4096
+# the mean-gradient overlaps cost one vjp per output of a loss term (a classifier's C)
+MAX_OVERLAP_OUTPUTS = 256
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def _layer_shares(subject: Subject, fisher_diagonal: Tensor) -> dict[str, object
 
 
 def _mean_gradient_basis(factor: FisherFactor, seed: int) -> Tensor:
-    """Orthonormal rows spanning the per-class mean output gradients ``(1/N) sum_i grad f_k``.
+    """Orthonormal rows spanning the per-class mean output gradients ``(1/c) sum_m grad f_k``.
 
     Directions whose singular value is below ``sqrt(eps)`` times the root-mean-square row
     norm of ``J`` (estimated from one Rademacher probe) are rounding noise and dropped:
@@ -74,9 +76,9 @@ def _mean_gradient_basis(factor: FisherFactor, seed: int) -> Tensor:
     """
     means = factor.mean_output_gradients()
     gen = torch.Generator().manual_seed(seed)
-    n, c = factor.jacobian.outputs.shape
-    z = torch.randint(0, 2, (1, n, c), generator=gen).to(means) * 2 - 1
-    row_scale = float(factor.jacobian.vjp_batched(z).norm()) / math.sqrt(n * c)
+    d = factor.jacobian.out_dim
+    z = torch.randint(0, 2, (1, d), generator=gen).to(means) * 2 - 1
+    row_scale = float(factor.jacobian.vjp_batched(z).norm()) / math.sqrt(d)
     _, values, rows = torch.linalg.svd(means, full_matrices=False)
     keep = values > torch.finfo(means.dtype).eps ** 0.5 * row_scale
     return rows[keep]
@@ -136,33 +138,41 @@ def _dense_spectrum(factor: FisherFactor, k: int, max_memory_mb: float) -> _Spec
 def _lanczos_spectrum(
     factor: FisherFactor, k: int, tol: float, num_probes: int, seed: int, max_memory_mb: float
 ) -> _Spectrum:
-    r = factor.num_rows
-    k = min(k, r)
-    blocks = factor.blocks
+    # Lanczos in the smaller of the Gram space (r) and the parameter space (P): the
+    # nonzero spectra of A A^T and A^T A agree, and a language model's r = terms x vocab
+    # can dwarf P
+    r, p = factor.num_rows, factor.num_params
+    in_gram = r <= p
+    dim = r if in_gram else p
+    matmat = factor.gram_apply if in_gram else factor.fisher_apply
+    k = min(k, dim)
     result = lanczos(
-        lambda w: factor.gram_apply(w.unsqueeze(0))[0],
-        r,
+        lambda w: matmat(w.unsqueeze(0))[0],
+        dim,
         k=k,
         which="largest",
         tol=tol,
         block_size=k,
-        matmat=factor.gram_apply,
+        matmat=matmat,
         seed=seed,
-        dtype=blocks.dtype,
-        device=blocks.device,
+        dtype=factor.dtype,
+        device=factor.device,
     )
     order = torch.argsort(result.eigenvalues, descending=True)
     values, vectors = result.eigenvalues[order], result.eigenvectors[order]
     positive = values > 0
-    eigvecs = _top_eigenvectors(factor, values[positive], vectors[positive])
+    if in_gram:
+        eigvecs = _top_eigenvectors(factor, values[positive], vectors[positive])
+    else:
+        eigvecs = vectors[positive]
     rest = hutchinson_traces(
         factor,
         num_probes,
         seed + 1,
         chunk=vectors_per_chunk(factor, max_memory_mb),
         deflate=vectors,
+        space="gram" if in_gram else "params",
     )
-    p = factor.num_params
     trace = float(values.sum()) + rest.trace
     stats = {
         "eigenvalues": values.double().cpu().numpy(),
@@ -176,7 +186,8 @@ def _lanczos_spectrum(
     }
     notes = [
         f"path: lanczos (Gram size {r} > max_gram_size; top {k} eigenvalues by block "
-        f"Lanczos, {result.num_matvecs} Gram products)",
+        f"Lanczos in the {'Gram' if in_gram else 'parameter'} space, {result.num_matvecs} "
+        "products)",
         f"mean, second moment and layer shares: top {k} eigenpairs exactly plus Hutchinson "
         f"with {num_probes} Rademacher probes on the rest (standard errors in details)",
     ]
@@ -232,15 +243,23 @@ def fisher_spectrum(
     _check_options(k, max_gram_size, num_probes)
     meter = CostMeter()
     factor = FisherFactor(subject, kind, meter)
-    k = subject.target_dim if k is None else k
+    k = subject.num_outputs if k is None else k
     if factor.num_rows > max_gram_size:
         found = _lanczos_spectrum(factor, k, tol, num_probes, seed, max_memory_mb)
     else:
         found = _dense_spectrum(factor, k, max_memory_mb)
     notes = list(found.notes)
-    overlaps = _overlaps(found.eigenvectors, _mean_gradient_basis(factor, seed))
-    if overlaps.size and not overlaps.any():
-        notes.append("mean output gradients vanish (outputs centred over the batch): overlap 0")
+    width = factor.term_views()[0].width
+    if width <= MAX_OVERLAP_OUTPUTS:
+        overlaps = _overlaps(found.eigenvectors, _mean_gradient_basis(factor, seed))
+        if overlaps.size and not overlaps.any():
+            notes.append("mean output gradients vanish (outputs centred over the batch): overlap 0")
+    else:
+        overlaps = np.full(found.eigenvectors.shape[0], np.nan)
+        notes.append(
+            f"mean_gradient_overlap not computed: {width} outputs per loss term would take "
+            f"{width} extra products (limit {MAX_OVERLAP_OUTPUTS})"
+        )
     eigenvalues = found.stats["eigenvalues"]
     details = {
         **found.stats,
@@ -309,7 +328,7 @@ def fisher_trace(
 def _exact_fisher_diagonal(factor: FisherFactor, chunk: int) -> Tensor:
     """``diag(F) = sum_rows A_row ⊙ A_row`` from batched vjps on unit vectors."""
     r = factor.num_rows
-    eye = torch.eye(r, dtype=factor.blocks.dtype, device=factor.blocks.device)
+    eye = torch.eye(r, dtype=factor.dtype, device=factor.device)
     return sum(
         factor.transpose_apply(eye[i : i + chunk]).pow(2).sum(dim=0) for i in range(0, r, chunk)
     )
@@ -319,20 +338,22 @@ def _exact_fisher_diagonal(factor: FisherFactor, chunk: int) -> Tensor:
 def sample_gradient_norms(
     subject: Subject, *, max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
 ) -> Measurement:
-    """Mean per-sample gradient norm ``(1/N) sum_i ||g_i||`` of the whole-batch function.
+    """Mean per-term gradient norm ``(1/c) sum_m ||g_m||`` of the whole-batch function.
 
-    ``g_i = grad_theta l(f_i(theta; X), y_i)``: sample ``i``'s loss, with every output
-    taken from the whole-batch function (so with batch norm in train mode ``g_i`` sees the
-    other samples through the batch statistics), ``(1/N) sum_i g_i = grad L``. These are
-    the rows of the empirical Fisher's factor (karakida2019). Details: ``norms`` (all
-    ``N``), ``std``, ``min``, ``median``, ``max``, and ``mean_gradient_norm`` ``||grad L||``.
+    ``g_m = grad_theta l(f_m(theta; X), y_m)``: the loss of term ``m`` (a sample; a token
+    for a language model's ``(n, T)`` labels), with every output taken from the
+    whole-batch function (so with batch norm in train mode ``g_m`` sees the other samples
+    through the batch statistics), ``(1/c) sum_m g_m = grad L``. These are the rows of the
+    empirical Fisher's factor (karakida2019). Details: ``norms`` (all ``c``), ``std``,
+    ``min``, ``median``, ``max``, and ``mean_gradient_norm`` ``||grad L||``.
     """
     meter = CostMeter()
     factor = FisherFactor(subject, "empirical", meter)
-    n = subject.num_samples
+    n = factor.num_rows
     chunk = vectors_per_chunk(factor, max_memory_mb)
-    eye = torch.eye(n, dtype=factor.blocks.dtype, device=factor.blocks.device)
-    norms, total = [], torch.zeros(subject.num_params, dtype=subject.dtype, device=subject.device)
+    eye = torch.eye(n, dtype=factor.dtype, device=factor.device)
+    norms = []
+    total = torch.zeros(subject.num_params, dtype=factor.dtype, device=subject.device)
     for i in range(0, n, chunk):
         grads = factor.transpose_apply(eye[i : i + chunk]) * math.sqrt(n)
         norms.append(grads.norm(dim=1))

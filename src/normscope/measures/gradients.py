@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.func import grad
 
+from normscope.data import batches as batch_io
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.registry import register
 from normscope.measures.signal import trace_layers
@@ -45,8 +46,9 @@ def _weight_params(subject: Subject, layer: str) -> list[str]:
 
 def _weighted_layers(subject: Subject) -> list[tuple[str, list[str]]]:
     """Every layer with a selected weight, in the order the forward pass calls them."""
-    batch = subject.batches()[0]
-    trace = trace_layers(subject, subject.theta, batch.x[: min(len(batch.x), 8)])
+    batch = subject.first_batch()
+    few = batch_io.slice_inputs(batch.inputs, 0, min(batch.size, 8))
+    trace = trace_layers(subject, subject.theta, few)
     seen, out = set(), []
     for call in trace.calls:
         params = _weight_params(subject, call.name)

@@ -23,9 +23,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.instancenorm import _InstanceNorm
 
-from normscope.curvature.input_jacobian import InputJacobian
+from normscope.curvature.input_jacobian import InputJacobian, input_point
 from normscope.curvature.jacobian import OutputJacobian
 from normscope.curvature.operator import top_eigenpair
+from normscope.data import batches as batch_io
+from normscope.data.batches import Inputs
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.registry import register
@@ -223,79 +225,97 @@ def layer_bound(
 class _Lower:
     log_value: float
     log_at_data: float
-    points: list[torch.Tensor]
+    points: list[tuple[Inputs, torch.Tensor]]
+    direct: bool
+    wrt: str
     notes: list[str]
 
 
 def _norms_at(
-    subject: Subject, theta: torch.Tensor, x: torch.Tensor, meter: CostMeter, tol, max_iter, seed
+    subject: Subject,
+    theta: torch.Tensor,
+    inputs: Inputs,
+    z: torch.Tensor,
+    meter: CostMeter,
+    *,
+    wrt: str,
+    tol,
+    max_iter,
+    seed,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Jacobian spectral norms at ``x`` and top right singular directions (shaped like x).
+    """Jacobian spectral norms at ``z`` and top right singular directions (shaped like z).
 
     Coupled samples: one whole-batch norm (a 1-element tensor). Otherwise: the norm of
-    every per-sample Jacobian, computed exactly from C whole-batch vjps.
+    every per-sample Jacobian, computed exactly from min(C, D) whole-batch products.
     """
     if subject.samples_coupled:
-        ij = InputJacobian(subject, x, theta, meter)
+        ij = InputJacobian(subject, inputs, theta, meter, wrt=wrt, point=z)
         if not bool(torch.isfinite(ij.outputs).all()):
             return torch.tensor([math.inf], dtype=torch.float64), None
         norm, vector = ij.spectral_norm(tol=tol, max_iter=max_iter, seed=seed)
         return torch.tensor([norm], dtype=torch.float64), vector
     # chunks of samples keep the (chunk, C, D) block of per-sample Jacobians near 2^24 numbers
-    per_row = subject.target_dim * x[0].numel()
+    per_row = math.prod(subject.output_shape) * z[0].numel()
     chunk = max(1, 2**24 // per_row)
     norms, vectors = [], []
-    for part in torch.split(x, chunk):
-        jac = InputJacobian(subject, part, theta, meter).per_sample().to(torch.float64)
+    for start in range(0, len(z), chunk):
+        stop = min(start + chunk, len(z))
+        part = batch_io.slice_inputs(inputs, start, stop)
+        ij = InputJacobian(subject, part, theta, meter, wrt=wrt, point=z[start:stop])
+        jac = ij.per_sample().to(torch.float64)
         if not bool(torch.isfinite(jac).all()):
-            return torch.full((len(x),), math.inf, dtype=torch.float64), None
+            return torch.full((len(z),), math.inf, dtype=torch.float64), None
         _, sv, vh = torch.linalg.svd(jac, full_matrices=False)
         norms.append(sv[:, 0])
         vectors.append(vh[:, 0, :])
-    return torch.cat(norms), torch.cat(vectors).to(x.dtype).reshape(x.shape)
+    return torch.cat(norms), torch.cat(vectors).to(subject.work_dtype).reshape(z.shape)
 
 
 def _ascent_step(
     subject: Subject,
-    theta: torch.Tensor,
-    x: torch.Tensor,
-    x0: torch.Tensor,
+    fn,
+    z: torch.Tensor,
+    z0: torch.Tensor,
     direction: torch.Tensor,
     step: float,
     radius: torch.Tensor,
 ) -> torch.Tensor:
-    """One normalized gradient step on ||J(x) v||^2, projected to the balls around x0."""
+    """One normalized gradient step on ||J(z) v||^2, projected to the balls around z0."""
 
-    def objective(z: torch.Tensor) -> torch.Tensor:
-        return jvp(lambda u: subject.output(theta, u), (z,), (direction,))[1].pow(2).sum()
+    def objective(u: torch.Tensor) -> torch.Tensor:
+        return jvp(fn, (u,), (direction.to(u.dtype),))[1].pow(2).sum()
 
     with subject.modes():
-        g = grad(objective)(x).reshape(len(x), -1)
+        g = grad(objective)(z).reshape(len(z), -1)
     g = g / g.norm(dim=1, keepdim=True).clamp_min(torch.finfo(g.dtype).tiny)
-    moved = x.reshape(len(x), -1) + step * radius * g
-    offset = moved - x0.reshape(len(x), -1)
+    moved = z.reshape(len(z), -1) + step * radius * g
+    offset = moved - z0.reshape(len(z), -1)
     shrink = (radius / offset.norm(dim=1, keepdim=True).clamp_min(1e-300)).clamp(max=1.0)
-    return (x0.reshape(len(x), -1) + offset * shrink).reshape(x.shape)
+    return (z0.reshape(len(z), -1) + offset * shrink).reshape(z.shape)
 
 
 def _lower_bound(
-    subject: Subject, theta, meter, *, tol, max_iter, seed, ascent_steps, ascent_radius
+    subject: Subject, theta, meter, *, wrt, tol, max_iter, seed, ascent_steps, ascent_radius
 ) -> _Lower:
     best, at_data, points, notes = 0.0, 0.0, [], []
+    point = None
+    options = {"wrt": wrt, "tol": tol, "max_iter": max_iter, "seed": seed}
     for b in subject.batches():
-        norms, direction = _norms_at(subject, theta, b.x, meter, tol, max_iter, seed)
+        point = input_point(subject, theta, b.inputs, wrt)
+        z0 = point.z
+        norms, direction = _norms_at(subject, theta, b.inputs, z0, meter, **options)
         at_data = max(at_data, float(norms.max()))
-        points.append(b.x)
-        x, x0 = b.x, b.x
-        radius = ascent_radius * x0.reshape(len(x0), -1).norm(dim=1, keepdim=True)
+        points.append((point.substitute(z0) if point.direct else b.inputs, z0))
+        z = z0
+        radius = ascent_radius * z0.reshape(len(z0), -1).norm(dim=1, keepdim=True)
         for _ in range(ascent_steps if direction is not None else 0):
-            x = _ascent_step(subject, theta, x, x0, direction, 2.5 / ascent_steps, radius)
-            step_norms, step_dir = _norms_at(subject, theta, x, meter, tol, max_iter, seed)
+            z = _ascent_step(subject, point.fn, z, z0, direction, 2.5 / ascent_steps, radius)
+            step_norms, step_dir = _norms_at(subject, theta, b.inputs, z, meter, **options)
             meter.add("backward")
             if step_dir is None:
                 notes.append("projected ascent stopped: the forward pass overflowed")
                 break
-            points.append(x)
+            points.append((point.substitute(z) if point.direct else b.inputs, z))
             norms, direction = torch.maximum(norms, step_norms), step_dir
         best = max(best, float(norms.max()))
     if math.isinf(best):
@@ -308,15 +328,21 @@ def _lower_bound(
             "lower bound is 0 (log -inf): the input Jacobian vanished at every point, "
             "from saturated or dead units or underflow"
         )
-    return _Lower(_log(best), _log(at_data), points, notes)
+    return _Lower(_log(best), _log(at_data), points, point.direct, point.wrt, notes)
 
 
 # ----------------------------------------------------------------------------- upper bound
 def _upper_bound(
-    subject: Subject, theta: torch.Tensor, points: list[torch.Tensor], *, tol: float, seed: int
+    subject: Subject, theta: torch.Tensor, lower: _Lower, *, tol: float, seed: int
 ) -> tuple[list[LayerBound] | None, list[str]]:
     """Per-layer bounds along the chain, or None (with a note) when no chain is found."""
-    traces = [trace_layers(subject, theta, p) for p in points]
+    if not lower.direct:
+        return None, [
+            f"upper bound not certified: the constant is taken with respect to the "
+            f"{lower.wrt}, not an input the model's first layer takes; only the lower bound "
+            "is reported"
+        ]
+    traces = [trace_layers(subject, theta, inputs, chain_input=z) for inputs, z in lower.points]
     if not traces[0].is_chain:
         return None, [
             "upper bound not certified: the layer order is not a plain chain (residual "
@@ -368,6 +394,7 @@ def _exp(log_value: float) -> float:
 def input_lipschitz(
     subject: Subject,
     *,
+    wrt: str = "auto",
     tol: float = 1e-6,
     max_iter: int | None = None,
     ascent_steps: int = 0,
@@ -376,15 +403,20 @@ def input_lipschitz(
 ) -> Measurement:
     """Input Lipschitz constant: measured lower bound, product upper bound (hiddenpower2025).
 
-    What is differentiated depends on the batch-norm mode:
+    The input ``x`` is ``wrt``: ``"auto"`` takes the model's one floating input, or, for a
+    model fed integer token ids, the output of its first ``nn.Embedding`` (the token
+    embeddings: the constant is then that of the network above its embedding); an input
+    name (a mapping key, or ``"0"``, ``"1"`` for positional inputs) or a module name
+    chooses another. What is differentiated depends on whether samples are coupled:
 
-    - samples independent (eval mode, or no batch norm): the per-sample Jacobians
-      J_i = d f(x_i) / d x_i, all obtained exactly from C whole-batch vjps (the whole-batch
-      Jacobian is block diagonal). Lower bound: max_i ||J_i||_2.
-    - batch norm in train mode: the whole-batch map F(X) = f(theta; X), X (N x D), whose
-      Jacobian dF/dX (N C x N D) couples samples; its spectral norm, by Lanczos on
-      J J^T or J^T J, bounds every per-sample block d f_i / d x_i. Lower bound: max over
-      evaluation batches of ||dF/dX||_2.
+    - samples independent (eval mode, or no batch statistics): the per-sample Jacobians
+      J_i = d f(x_i) / d x_i, all obtained exactly from min(C, D) whole-batch products (the
+      whole-batch Jacobian is block diagonal). Lower bound: max_i ||J_i||_2.
+    - batch statistics (batch norm in train mode, or without running statistics): the
+      whole-batch map F(X) = f(theta; X), X (N x D), whose Jacobian dF/dX (N C x N D)
+      couples samples; its spectral norm, by Lanczos on J J^T or J^T J, bounds every
+      per-sample block d f_i / d x_i. Lower bound: max over evaluation batches of
+      ||dF/dX||_2.
 
     With ``ascent_steps > 0`` the lower bound is sharpened by projected gradient ascent
     on ||J(x) v||^2 (v the current top right singular vector) inside the balls
@@ -414,20 +446,22 @@ def input_lipschitz(
         subject,
         theta,
         meter,
+        wrt=wrt,
         tol=tol,
         max_iter=max_iter,
         seed=seed,
         ascent_steps=ascent_steps,
         ascent_radius=ascent_radius,
     )
-    bounds, upper_notes = _upper_bound(subject, theta, lower.points, tol=tol, seed=seed)
+    bounds, upper_notes = _upper_bound(subject, theta, lower, tol=tol, seed=seed)
     meter.add("forward", len(lower.points))
     status = _status(bounds)
     log_upper = math.inf if status == "unavailable" else product_bound(b.log_value for b in bounds)
     notes = [
+        f"with respect to the {lower.wrt}",
         "per-sample Jacobians (samples independent)"
         if not subject.samples_coupled
-        else "whole-batch Jacobian dF/dX (batch norm in train mode couples samples)",
+        else "whole-batch Jacobian dF/dX (batch statistics couple the samples)",
         *lower.notes,
         *upper_notes,
     ]
@@ -449,8 +483,10 @@ def input_lipschitz(
         "layer_log_lipschitz": np.array([b.log_value for b in bounds or []]),
         "uncertified_layers": [b.name for b in bounds or [] if b.status != CERTIFIED],
         "jacobian": "whole_batch" if subject.samples_coupled else "per_sample",
+        "wrt": lower.wrt,
     }
     settings = subject.describe() | {
+        "wrt": wrt,
         "tol": tol,
         "max_iter": max_iter,
         "ascent_steps": ascent_steps,
@@ -464,19 +500,18 @@ def input_lipschitz(
 
 # ----------------------------------------------------------------------------- parameters
 def _jacobian_norm(jac: OutputJacobian, mask: torch.Tensor | None, *, tol, max_iter, seed) -> float:
-    """||J M||_2 = sqrt(lambda_max(J M J^T)) by Lanczos on the (N C)-dim Gram (M a 0/1 mask)."""
-    shape = jac.outputs.shape
-    dim = shape.numel()
+    """||J M||_2 = sqrt(lambda_max(J M J^T)) by Lanczos on the D-dim Gram (M a 0/1 mask)."""
+    dim = jac.out_dim
 
     def gram(us: torch.Tensor) -> torch.Tensor:
-        back = jac.vjp_batched(us.reshape(-1, *shape))
+        back = jac.vjp_batched(us)
         back = back if mask is None else back * mask
-        return jac.jvp_batched(back).reshape(us.shape[0], dim)
+        return jac.jvp_batched(back)
 
     top, _ = top_eigenpair(
         gram,
         dim,
-        dtype=jac.theta.dtype,
+        dtype=jac.dtype,
         device=jac.theta.device,
         tol=tol,
         max_iter=max_iter,
@@ -495,6 +530,7 @@ def _loss_gradient(subject: Subject, theta: torch.Tensor, meter: CostMeter) -> t
     "param_lipschitz",
     family="lipschitz",
     paper="hiddenpower2025",
+    needs_labels=False,
     quick={"tol": 1e-4, "per_layer": True},
 )
 def param_lipschitz(
@@ -521,13 +557,17 @@ def param_lipschitz(
     jac = OutputJacobian(subject, meter)
     theta = jac.theta
     notes: list[str] = []
-    finite = bool(torch.isfinite(jac.outputs).all())
+    finite = jac.outputs_finite
     norm = _jacobian_norm(jac, None, tol=tol, max_iter=max_iter, seed=seed) if finite else math.inf
-    gradient = _loss_gradient(subject, theta, meter)
-    grad_norm = float(gradient.to(torch.float64).norm())
+    if subject.labelled:
+        gradient = _loss_gradient(subject, theta, meter)
+        grad_norm = float(gradient.to(torch.float64).norm())
+    else:
+        gradient, grad_norm = torch.full_like(theta, math.nan), math.nan
+        notes.append("no targets: the loss gradient norms are nan")
     if not finite or math.isinf(norm):
         notes.append("Jacobian norm is inf: the forward pass or a product overflowed")
-    if not math.isfinite(grad_norm):
+    if math.isinf(grad_norm) or (subject.labelled and math.isnan(grad_norm)):
         notes.append("loss gradient overflowed: its norm is reported as inf")
         grad_norm = math.inf
     groups = subject.param_groups() if per_layer else []
@@ -540,12 +580,12 @@ def param_lipschitz(
             else math.inf
         )
         value = float((gradient * mask).to(torch.float64).norm())
-        group_g.append(value if math.isfinite(value) else math.inf)
+        group_g.append(value if math.isfinite(value) or not subject.labelled else math.inf)
     details = {
         "jacobian_norm": norm,
         "log_jacobian_norm": _log(norm) if math.isfinite(norm) else math.inf,
         "grad_norm": grad_norm,
-        "log_grad_norm": _log(grad_norm) if math.isfinite(grad_norm) else math.inf,
+        "log_grad_norm": _log(grad_norm) if math.isfinite(grad_norm) else grad_norm,
         "group_names": [g.name for g in groups],
         "group_jacobian_norms": np.array(group_j),
         "group_grad_norms": np.array(group_g),

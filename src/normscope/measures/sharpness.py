@@ -30,7 +30,9 @@ def as_numpy(t: torch.Tensor) -> np.ndarray:
 def _as_start(init_vectors, subject: Subject) -> torch.Tensor | None:
     if init_vectors is None:
         return None
-    return torch.as_tensor(np.asarray(init_vectors), dtype=subject.dtype, device=subject.device)
+    return torch.as_tensor(
+        np.asarray(init_vectors), dtype=subject.work_dtype, device=subject.device
+    )
 
 
 @register(

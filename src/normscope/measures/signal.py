@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
+from normscope.data.batches import Inputs
 from normscope.errors import unknown_name
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.registry import register
@@ -44,7 +45,7 @@ class Trace:
     """The layers called during one forward, in call order, and the model's output."""
 
     calls: list[LayerCall]
-    x: torch.Tensor
+    x: torch.Tensor | None
     output: torch.Tensor
 
     @property
@@ -56,7 +57,9 @@ class Trace:
         and no layer is called twice. Residual connections, functional ops between layers
         or reused modules all break it.
         """
-        if not self.calls or len({id(c.module) for c in self.calls}) != len(self.calls):
+        if self.x is None or not self.calls:
+            return False
+        if len({id(c.module) for c in self.calls}) != len(self.calls):
             return False
         feeds = [self.x] + [c.output for c in self.calls[:-1]]
         linked = all(c.input is f for c, f in zip(self.calls, feeds, strict=True))
@@ -79,10 +82,18 @@ def layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def trace_layers(subject: Subject, theta: torch.Tensor, x: torch.Tensor) -> Trace:
-    """Run ``f(theta; x)`` in the Subject's mode and record every layer call (no grad).
+def trace_layers(
+    subject: Subject,
+    theta: torch.Tensor,
+    inputs: Inputs,
+    *,
+    chain_input: torch.Tensor | None = None,
+) -> Trace:
+    """Run ``f(theta; inputs)`` in the Subject's mode and record every layer call (no grad).
 
-    Hooks are removed before returning, also when the forward fails.
+    ``chain_input`` is the tensor a chain of layers must start from (default: the inputs
+    when they are one tensor). Hooks are removed before returning, also when the forward
+    fails.
     """
     calls: list[LayerCall] = []
 
@@ -97,11 +108,13 @@ def trace_layers(subject: Subject, theta: torch.Tensor, x: torch.Tensor) -> Trac
     handles = [m.register_forward_hook(hook(n)) for n, m in layers(subject.model)]
     try:
         with torch.no_grad():
-            out = subject.output(theta, x)
+            out = subject.output(theta, inputs)
     finally:
         for h in handles:
             h.remove()
-    return Trace(calls, x, out)
+    if chain_input is None and isinstance(inputs, torch.Tensor):
+        chain_input = inputs
+    return Trace(calls, chain_input, out)
 
 
 def _flat64(rep: torch.Tensor) -> torch.Tensor:
@@ -208,8 +221,8 @@ def isometry_gap(
     if centering not in CENTERINGS:
         raise unknown_name("centering", centering, CENTERINGS)
     meter = CostMeter()
-    batch = subject.batches()[0]
-    trace = trace_layers(subject, subject.theta, batch.x)
+    batch = subject.first_batch()
+    trace = trace_layers(subject, subject.theta, batch.inputs)
     meter.add("forward")
     stats = [
         layer_statistics(c.output, centering=centering, eps=eps, dtype=subject.dtype)
@@ -223,7 +236,7 @@ def isometry_gap(
         notes.append("no linear or conv layer found: no last hidden representation")
     else:
         value = layer_statistics(hidden, centering=centering, eps=eps, dtype=subject.dtype)[0]
-    n = len(batch.x)
+    n = batch.size
     if math.isinf(value):
         notes.append(
             f"isometry gap is inf: the Gram matrix of the {n} representations is singular "

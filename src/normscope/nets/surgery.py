@@ -8,7 +8,7 @@ its parametrization (or the older ``torch.nn.utils.weight_norm`` hook).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -91,7 +91,7 @@ def swap_norm(
     to: str,
     *,
     kinds: str | Iterable[str] = ("batch",),
-    example_input: Tensor | None = None,
+    example_input: Tensor | tuple | Mapping | None = None,
     groups: int = 8,
     mean_subtraction: bool = False,
 ) -> nn.Module:
@@ -131,7 +131,9 @@ def swap_norm(
     return swapped
 
 
-def remove_norm(model: nn.Module, *, example_input: Tensor | None = None) -> nn.Module:
+def remove_norm(
+    model: nn.Module, *, example_input: Tensor | tuple | Mapping | None = None
+) -> nn.Module:
     """A deep copy of ``model`` with every normalization layer removed.
 
     Norm modules become Identity; weight-normalized layers keep their effective weight.
@@ -160,7 +162,7 @@ def _check_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
 
 @torch.no_grad()
 def _input_ranks(
-    model: nn.Module, targets: list[NormLayer], example_input: Tensor | None
+    model: nn.Module, targets: list[NormLayer], example_input: Tensor | tuple | Mapping | None
 ) -> dict[str, int]:
     """Rank of each target's input in one eval-mode forward pass (modes restored after)."""
     if example_input is None or not targets:
@@ -177,7 +179,13 @@ def _input_ranks(
     modes = {module: module.training for module in model.modules()}
     try:
         model.eval()
-        model(example_input)
+        # inputs as a model takes them: a tensor, a tuple (positional), a mapping (keywords)
+        if isinstance(example_input, Mapping):
+            model(**example_input)
+        elif isinstance(example_input, tuple | list):
+            model(*example_input)
+        else:
+            model(example_input)
     finally:
         for hook in hooks:
             hook.remove()

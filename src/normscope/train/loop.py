@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from normscope.data import batches as batch_io
+from normscope.data.batches import TensorBatches
 from normscope.errors import ConfigError, unknown_name
 from normscope.subject import Subject, is_batch_norm
 from normscope.train.tracker import Tracker
@@ -75,6 +77,12 @@ def _check(optimizer: str, lr: float, steps: int, schedule: str, subject: Subjec
         raise ConfigError(f"steps must be >= 0, got {steps}.")
     if optimizer == "sgd" and subject.batch_size is None:
         raise ConfigError("optimizer 'sgd' needs the Subject's batch_size (the mini-batch size).")
+    if optimizer == "sgd" and not isinstance(subject.source, TensorBatches):
+        raise ConfigError(
+            "optimizer 'sgd' draws random mini-batches from in-memory data, but the Subject "
+            "reads a loader: train in your own loop and measure with a Tracker, or use 'gd'."
+        )
+    subject.require_targets("training")
 
 
 def train(
@@ -167,15 +175,19 @@ def _gradient_step(
         m.training = subject.bn_mode == "train" and is_batch_norm(m)
     opt.zero_grad(set_to_none=True)
     if optimizer == "sgd":
+        source = subject.source
         idx = torch.randperm(subject.num_samples, generator=generator)[: subject.batch_size]
-        x, y = subject.data.x[idx], subject.data.y[idx]
-        loss = subject.loss_of(model(x), y)
+        inputs = batch_io.move(
+            batch_io.select_inputs(source.inputs, idx), subject.device, subject.dtype
+        )
+        targets = source.targets[idx].to(subject.device)
+        loss = subject.loss_of(subject.forward(inputs), targets)
         loss.backward()
         value = float(loss.detach())
     else:
         value = 0.0
-        for b in subject.batches():
-            loss = b.weight * subject.loss_of(model(b.x), b.y)
+        for b in subject.loss_batches():
+            loss = b.weight * subject.loss_of(subject.forward(b.inputs), b.targets)
             loss.backward()
             value += float(loss.detach())
     opt.step()

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from normscope import measures as registry
+from normscope.data import batches as batch_io
 from normscope.data.dataset import Dataset
 from normscope.errors import ConfigError
 from normscope.subject import Subject
@@ -114,7 +115,13 @@ class Tracker:
             # settings, measured on that data
             s = model_or_subject
             return Subject(
-                s.model, data, loss=s.loss_name, bn_mode=s.bn_mode, params=s.params_selection
+                s.model,
+                data,
+                loss=s.loss_fn,
+                bn_mode=s.bn_mode,
+                batch_size=s.batch_size if batch_io.in_memory(data) else None,
+                params=s.params_selection,
+                output_fn=s.output_fn,
             )
         if self.subject_args["data"] is None:
             raise ConfigError(
