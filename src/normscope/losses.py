@@ -384,7 +384,9 @@ class CallableLoss(Loss):
         eye = torch.eye(size, dtype=out.dtype, device=out.device).reshape(size, *out.shape)
         hessian = self._hessian_apply(out, y, eye).reshape(size, size).double()
         values, vectors = torch.linalg.eigh((hessian + hessian.T) / 2)
-        if float(values.min()) < -1e-8 * max(float(values.abs().max()), 1e-300):
+        # rounding of the autograd Hessian, in the dtype it was computed in
+        noise = size * torch.finfo(out.dtype).eps * max(float(values.abs().max()), 1e-300)
+        if float(values.min()) < -noise:
             raise ConfigError(
                 f"the output Hessian of loss {self.name} is not positive semi-definite "
                 f"(eigenvalue {float(values.min()):.3g}), so it has no GGN factor: use "

@@ -32,8 +32,9 @@ batch in every mode. Samples count as coupled when any module uses batch statist
 the mode it runs in, and also when a forward pass shows it (changing one sample's inputs
 changes another sample's output), so that no measure treats a coupled net per sample.
 Every other module runs in eval mode (dropout off), and attention runs on PyTorch's
-math kernel, the one whose derivatives of every order exist, so measurements are
-deterministic and differentiable twice.
+math kernel with the fused transformer fast path off, the composite operations whose
+derivatives of every order and direction exist, so measurements are deterministic and
+differentiable twice.
 """
 
 from __future__ import annotations
@@ -541,7 +542,11 @@ class Subject:
         saved = [
             (m, m.training, getattr(m, "track_running_stats", None)) for m in self.model.modules()
         ]
+        fastpath = torch.backends.mha.get_fastpath_enabled()
         try:
+            # fused transformer kernels (the "fast path") have no forward-mode or
+            # second derivatives: every measurement runs the composite ops
+            torch.backends.mha.set_fastpath_enabled(False)
             with sdpa_kernel([SDPBackend.MATH]):
                 for m in self.model.modules():
                     m.training = False
@@ -551,6 +556,7 @@ class Subject:
                 self._mode_depth = 1
                 yield
         finally:
+            torch.backends.mha.set_fastpath_enabled(fastpath)
             self._mode_depth = 0
             for m, training, track in saved:
                 m.training = training

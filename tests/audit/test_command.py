@@ -32,6 +32,36 @@ MODELS = textwrap.dedent(
 
     def not_a_model():
         return 3
+
+    class Pair(nn.Module):
+        def __init__(self, kind):
+            super().__init__()
+            self.kind = kind
+            self.net = nn.Sequential(nn.Linear(5, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 3))
+
+        def forward(self, x):
+            out = self.net(x)
+            if self.kind == "dict":
+                return {"logits": out}
+            if self.kind == "tuple":
+                return out, out.detach()
+            return "nothing to measure"
+
+    def _loader():
+        gen = torch.Generator().manual_seed(0)
+        x, y = torch.randn(12, 5, generator=gen), torch.arange(12) % 3
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6)
+
+    def with_loader():
+        torch.manual_seed(0)
+        return Pair("tuple"), _loader()
+
+    def dict_model():
+        torch.manual_seed(0)
+        return Pair("dict"), _loader()
+
+    def unusable():
+        return Pair("string"), _loader()
     """
 )
 
@@ -112,7 +142,7 @@ def test_input_shape_reshapes_the_data_for_a_conv_model(app, models, tmp_path):
     [
         ("missing.py:make_mlp", "does not exist"),
         ("{models}", "is not of the form path/to/file.py:function"),
-        ("{models}:make_mpl", "no function 'make_mpl'; functions defined there: broken"),
+        ("{models}:make_mpl", "no function 'make_mpl'; functions defined there: Pair, broken"),
         ("{models}:broken", "broken() in"),
         ("{models}:not_a_model", "returned int, not a torch.nn.Module"),
     ],
@@ -163,3 +193,22 @@ def test_shapes_and_data_helpers_validate(tmp_path):
         load_data("digits", 16, 0, (5,))
     with pytest.raises(ConfigError, match="neither MNIST"):
         load_data(str(tmp_path), 16, 0, None)
+
+
+@pytest.mark.parametrize("factory", ["with_loader", "dict_model"])
+def test_a_factory_brings_its_own_data_and_any_output_shape(app, models, tmp_path, factory):
+    db = tmp_path / "r.db"
+    result = _invoke(
+        app, f"{models}:{factory}", "--measures", "loss,sharpness,input_lipschitz", "--db", db
+    )
+    assert result.exit_code == 0, result.output
+    with Store(db, readonly=True) as store:
+        rows = store.measurements()
+    assert {r["name"] for r in rows} >= {"loss", "sharpness", "input_lipschitz"}
+
+
+def test_a_model_whose_output_cannot_be_measured_exits_2_with_one_line(app, models, tmp_path):
+    result = _invoke(app, f"{models}:unusable", "--db", tmp_path / "r.db")
+    assert result.exit_code == 2
+    assert "no output tensor" in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -12,6 +12,7 @@ import normscope
 from normscope import measures
 from normscope.testing import changes, model_state
 
+from tests import zoo
 from tests.helpers import bn_mlp, classification_data
 
 
@@ -67,3 +68,22 @@ def test_measure_records_settings_and_cost_in_float64(name):
     assert m.settings["dtype"] == "float64"
     assert m.cost["seconds"] >= 0
     assert len(m.cost) >= 2, "cost must count the products it used"
+
+
+# Per-layer options run one Lanczos per module: on the zoo's transformers (dozens of
+# modules) they would dominate the suite, and they are checked on the MLP above.
+ZOO_OVERRIDES = {"per_layer": False}
+
+
+@pytest.mark.parametrize("name", measures.names())
+@pytest.mark.parametrize("arch", sorted(zoo.ZOO))
+def test_every_measure_runs_on_the_architecture_zoo(arch, name):
+    model, data, options = zoo.ZOO[arch]()
+    s = normscope.Subject(model, data, bn_mode="train", **options)
+    info = measures.info(name)
+    quick = {k: ZOO_OVERRIDES.get(k, v) for k, v in info.quick.items()}
+    before = model_state(model)
+    m = info.fn(s, **quick)
+    assert isinstance(m.value, float)
+    assert math.isfinite(m.value) or m.notes, f"{arch}: a non-finite value needs a note"
+    assert changes(before, model) == []

@@ -83,6 +83,16 @@ def slice_inputs(inputs: Inputs, start: int, stop: int) -> Inputs:
     return _map(inputs, lambda t: t[start:stop])
 
 
+def _own_memory(t: Tensor) -> Tensor:
+    """``t``, copied when it is a view into the middle of a larger tensor.
+
+    Vectorized kernels round differently at different memory alignments, so a batch
+    sliced from a tensor and the same batch collated by a DataLoader (fresh memory) would
+    give results that differ in the last bits; copying makes them agree bit for bit.
+    """
+    return t.clone() if t.storage_offset() else t
+
+
 def select_inputs(inputs: Inputs, index: Tensor) -> Inputs:
     """The samples ``index`` (an integer tensor) of every input tensor."""
     return _map(inputs, lambda t: t[index])
@@ -222,7 +232,8 @@ class TensorBatches(BatchSource):
     def __iter__(self) -> Iterator[RawBatch]:
         for start, stop in self.bounds:
             y = None if self.targets is None else self.targets[start:stop]
-            yield RawBatch(slice_inputs(self.inputs, start, stop), y, stop - start)
+            inputs = _map(slice_inputs(self.inputs, start, stop), _own_memory)
+            yield RawBatch(inputs, y, stop - start)
 
     def describe(self) -> str:
         n = len(self.bounds)

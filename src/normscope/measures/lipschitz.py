@@ -221,6 +221,14 @@ def layer_bound(
 
 
 # ----------------------------------------------------------------------------- lower bound
+MAX_EXACT_PRODUCTS = 256
+"""Most whole-batch products spent on exact per-sample Jacobians (per chunk of samples)."""
+
+
+def _per_sample_products(subject: Subject, z: torch.Tensor) -> int:
+    return min(math.prod(subject.output_shape), z[0].numel())
+
+
 @dataclass
 class _Lower:
     log_value: float
@@ -246,9 +254,12 @@ def _norms_at(
     """Jacobian spectral norms at ``z`` and top right singular directions (shaped like z).
 
     Coupled samples: one whole-batch norm (a 1-element tensor). Otherwise: the norm of
-    every per-sample Jacobian, computed exactly from min(C, D) whole-batch products.
+    every per-sample Jacobian, computed exactly from min(C, D) whole-batch products; where
+    that is more than ``MAX_EXACT_PRODUCTS`` (a language model: C = tokens x vocabulary),
+    one whole-batch norm by Lanczos, which for independent samples (a block-diagonal
+    Jacobian) is the largest per-sample norm.
     """
-    if subject.samples_coupled:
+    if subject.samples_coupled or _per_sample_products(subject, z) > MAX_EXACT_PRODUCTS:
         ij = InputJacobian(subject, inputs, theta, meter, wrt=wrt, point=z)
         if not bool(torch.isfinite(ij.outputs).all()):
             return torch.tensor([math.inf], dtype=torch.float64), None
@@ -329,6 +340,15 @@ def _lower_bound(
             "from saturated or dead units or underflow"
         )
     return _Lower(_log(best), _log(at_data), points, point.direct, point.wrt, notes)
+
+
+def _jacobian_kind(subject: Subject, lower: _Lower) -> str:
+    if subject.samples_coupled:
+        return "whole_batch"
+    z = lower.points[0][1]
+    return (
+        "block_diagonal" if _per_sample_products(subject, z) > MAX_EXACT_PRODUCTS else "per_sample"
+    )
 
 
 # ----------------------------------------------------------------------------- upper bound
@@ -457,11 +477,16 @@ def input_lipschitz(
     meter.add("forward", len(lower.points))
     status = _status(bounds)
     log_upper = math.inf if status == "unavailable" else product_bound(b.log_value for b in bounds)
+    jacobian = _jacobian_kind(subject, lower)
     notes = [
         f"with respect to the {lower.wrt}",
-        "per-sample Jacobians (samples independent)"
-        if not subject.samples_coupled
-        else "whole-batch Jacobian dF/dX (batch statistics couple the samples)",
+        {
+            "per_sample": "per-sample Jacobians (samples independent)",
+            "whole_batch": "whole-batch Jacobian dF/dX (batch statistics couple the samples)",
+            "block_diagonal": "whole-batch Jacobian of independent samples by Lanczos: its "
+            "norm is the largest per-sample norm (per-sample Jacobians would take "
+            f"over {MAX_EXACT_PRODUCTS} products)",
+        }[jacobian],
         *lower.notes,
         *upper_notes,
     ]
@@ -482,7 +507,7 @@ def input_lipschitz(
         "layer_status": [b.status for b in bounds or []],
         "layer_log_lipschitz": np.array([b.log_value for b in bounds or []]),
         "uncertified_layers": [b.name for b in bounds or [] if b.status != CERTIFIED],
-        "jacobian": "whole_batch" if subject.samples_coupled else "per_sample",
+        "jacobian": jacobian,
         "wrt": lower.wrt,
     }
     settings = subject.describe() | {

@@ -1,0 +1,302 @@
+"""The Subject takes the models, data and losses people train, and gets the right numbers.
+
+Every case is checked against a value computed another way: finite differences of the
+autograd gradient, a dense Jacobian, a plain forward pass, or the same data fed as
+tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from normscope import Subject, measures
+from normscope.curvature import Hessian, dense_hessian, hessian_vector_fd
+from normscope.errors import ConfigError, DataError, ModelError, ShapeError, UnknownNameError
+
+from tests import zoo
+from tests.helpers import bn_mlp, classification_data
+
+
+def _unit_directions(dim: int, k: int, seed: int = 0) -> torch.Tensor:
+    v = torch.randn(k, dim, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return v / v.norm(dim=1, keepdim=True)
+
+
+# ----------------------------------------------------------------- transformers, exact
+@pytest.mark.parametrize("batch_size", [None, 2])
+def test_gpt2_hessian_matches_finite_differences_with_ignored_labels(batch_size):
+    model, data, _ = zoo.gpt2(torch.float64)
+    s = Subject(model, data, batch_size=batch_size)
+    assert s.num_terms == 4 * 5  # the last label of every sequence is -100
+    op = Hessian(s)
+    for v in _unit_directions(s.num_params, 3):
+        want = hessian_vector_fd(s, v)
+        assert torch.allclose(op.matvec(v), want, rtol=1e-6, atol=1e-8 * float(want.abs().max()))
+
+
+def test_gpt2_dense_hessian_block_matches_finite_differences():
+    model, data, _ = zoo.gpt2(torch.float64)
+    s = Subject(model, data, batch_size=2, params=["transformer.h.1.ln_2.*", "*.c_proj.bias"])
+    want = dense_hessian(s)
+    assert torch.allclose(want, want.T, atol=1e-8)
+    assert torch.allclose(Hessian(s).dense(), want, atol=1e-7)
+
+
+def test_gpt2_loss_is_the_mean_over_every_counted_token_across_batches():
+    model, (inputs, labels), _ = zoo.gpt2(torch.float64)
+    labels = labels.clone()
+    labels[0, :3] = -100  # batches now count different numbers of tokens
+    s = Subject(model, (inputs, labels), batch_size=2)
+    logits = model.eval()(**inputs).logits
+    want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+    assert float(s.loss()) == pytest.approx(float(want), rel=1e-12)
+    assert s.describe()["num_terms"] == int((labels != -100).sum())
+
+
+def test_token_ids_are_never_cast_and_lipschitz_is_taken_at_the_token_embedding():
+    model, data, _ = zoo.gpt2(torch.float64)
+    s = Subject(model, data)
+    assert s.first_batch().inputs["input_ids"].dtype == torch.long
+    m = measures.input_lipschitz(s)
+    assert m.details["wrt"] == "output of module 'transformer.wte'"
+    assert m.details["upper_status"] == "unavailable" and m.value > 0
+    with pytest.raises(UnknownNameError, match="wrt"):
+        measures.input_lipschitz(s, wrt="transformer.nope")
+
+
+def test_dataloader_gives_the_same_numbers_as_tensors_bit_for_bit():
+    x, y = classification_data(n=16, dtype=torch.float64)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4)
+    a = Subject(bn_mlp(torch.float64), (x, y), batch_size=4)
+    b = Subject(bn_mlp(torch.float64), loader)
+    assert b.num_batches == 4 and b.source.streamed
+    for name, options in [
+        ("loss", {}),
+        ("sharpness", {"k": 2}),
+        ("hessian_trace", {"num_matvecs": 12}),
+        ("fisher_spectrum", {}),
+        ("gradient_norms", {}),
+        ("input_lipschitz", {}),
+        ("param_lipschitz", {"per_layer": False}),
+    ]:
+        fn = measures.get(name)
+        assert fn(a, **options).value == fn(b, **options).value, name
+
+
+def test_a_list_of_batches_is_read_as_batches_not_as_one_pair():
+    x, y = classification_data(n=12, dtype=torch.float64)
+    batches = [(x[:6], y[:6]), (x[6:], y[6:])]
+    s = Subject(bn_mlp(torch.float64), batches)
+    assert s.num_batches == 2 and s.num_samples == 12
+    assert float(s.loss()) == float(Subject(bn_mlp(torch.float64), (x, y), batch_size=6).loss())
+
+
+def test_mappings_with_labels_are_batches_hugging_face_style():
+    model, (inputs, labels), _ = zoo.gpt2(torch.float64)
+    batches = [
+        {**{k: v[i : i + 2] for k, v in inputs.items()}, "labels": labels[i : i + 2]}
+        for i in (0, 2)
+    ]
+    a = Subject(model, batches)
+    b = Subject(model, (inputs, labels), batch_size=2)
+    assert float(a.loss()) == float(b.loss())
+
+
+# ----------------------------------------------------------------- outputs
+class _Wrapped(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self.net = bn_mlp(torch.float64)
+
+    def forward(self, x):
+        out = self.net(x)
+        if self.kind == "tuple":
+            return out, out.detach().abs()
+        if self.kind == "dict":
+            return {"logits": out, "aux": out.sum()}
+        if self.kind == "object":
+            return SimpleNamespace(logits=out, hidden=None)
+        if self.kind == "nested":
+            return {"scores": {"main": out}}
+        return "not an output"
+
+
+@pytest.mark.parametrize("kind", ["tuple", "dict", "object"])
+def test_tuple_dict_and_logits_outputs_measure_like_the_plain_model(kind):
+    x, y = classification_data(dtype=torch.float64)
+    plain = Subject(bn_mlp(torch.float64), (x, y))
+    wrapped = Subject(_Wrapped(kind), (x, y))
+    assert measures.sharpness(wrapped).value == pytest.approx(measures.sharpness(plain).value)
+    assert measures.fisher_spectrum(wrapped).value == pytest.approx(
+        measures.fisher_spectrum(plain).value
+    )
+
+
+def test_output_fn_picks_an_output_normscope_cannot_read_itself():
+    x, y = classification_data(dtype=torch.float64)
+    with pytest.raises(ShapeError, match="'scores'.*output_fn"):
+        Subject(_Wrapped("nested"), (x, y))
+    s = Subject(_Wrapped("nested"), (x, y), output_fn=lambda out: out["scores"]["main"])
+    assert float(s.loss()) == float(Subject(bn_mlp(torch.float64), (x, y)).loss())
+    assert s.describe()["output_fn"].endswith("<lambda>")
+    with pytest.raises(ShapeError, match="returned a str"):
+        Subject(_Wrapped("string"), (x, y))
+
+
+# ----------------------------------------------------------------- losses
+def test_callable_loss_gives_the_named_loss_numbers():
+    x, y = classification_data(dtype=torch.float64)
+    named = Subject(bn_mlp(torch.float64), (x, y))
+    own = Subject(bn_mlp(torch.float64), (x, y), loss=lambda out, t: F.cross_entropy(out, t))
+    assert own.describe()["loss"].startswith("callable:")
+    for name in ("loss", "sharpness", "gradient_norms", "sample_gradient_norms"):
+        fn = measures.get(name)
+        assert fn(own).value == pytest.approx(fn(named).value, rel=1e-10), name
+    ggn = measures.fisher_spectrum(own, kind="ggn").value
+    assert ggn == pytest.approx(measures.fisher_spectrum(named).value, rel=1e-10)
+    with pytest.raises(ConfigError, match="likelihood"):
+        measures.fisher_spectrum(own, kind="true")
+
+
+def test_callable_losses_that_cannot_be_differentiated_are_refused():
+    x, y = classification_data(dtype=torch.float64)
+    with pytest.raises(ConfigError, match="scalar"):
+        Subject(
+            bn_mlp(torch.float64), (x, y), loss=lambda o, t: F.cross_entropy(o, t, reduction="none")
+        )
+    with pytest.raises(ConfigError, match="does not depend"):
+        Subject(bn_mlp(torch.float64), (x, y), loss=lambda o, t: F.cross_entropy(o.detach(), t))
+
+
+def test_mse_targets_must_match_the_outputs_and_never_broadcast():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    t = torch.randn(6, dtype=torch.float64)
+    want = 0.5 * (model(x)[:, 0] - t).pow(2).mean()
+    for targets in (t, t[:, None]):
+        s = Subject(model, (x, targets), loss="mse")
+        assert float(s.loss()) == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(ShapeError, match=r"\(6, 1, 1\).*never broadcasts"):
+        Subject(model, (x, t[:, None, None]), loss="mse")
+
+
+def test_classes_come_from_the_model_so_a_missing_class_is_fine():
+    x, _ = classification_data(n=12, classes=10, dtype=torch.float64)
+    y = torch.arange(12) % 9  # class 9 never appears
+    s = Subject(bn_mlp(torch.float64, classes=10), (x, y))
+    assert s.num_outputs == 10
+    assert measures.fisher_spectrum(s).details["gram_size"] == 12 * 10
+    y[0] = 10
+    with pytest.raises(DataError, match="model outputs 10 classes"):
+        Subject(bn_mlp(torch.float64, classes=10), (x, y))
+
+
+# ----------------------------------------------------------------- batch statistics
+def test_batch_norm_without_running_stats_in_eval_mode_couples_the_samples():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(3, 5), nn.BatchNorm1d(5, track_running_stats=False), nn.Tanh(), nn.Linear(5, 2)
+    ).double()
+    model.eval()
+    x = torch.randn(6, 3, dtype=torch.float64)
+    s = Subject(model, (x, torch.arange(6) % 2), bn_mode="eval")
+    assert s.samples_coupled
+    whole = torch.autograd.functional.jacobian(lambda z: model(z), x).reshape(12, 18)
+    m = measures.input_lipschitz(s, tol=1e-10)
+    assert m.details["jacobian"] == "whole_batch"
+    assert m.value == pytest.approx(float(torch.linalg.matrix_norm(whole, ord=2)), rel=1e-8)
+
+
+class _CentresTheBatch(nn.Module):
+    """Subtracts the batch mean without declaring it: found by the forward-pass check."""
+
+    def forward(self, x):
+        return x - x.mean(dim=0, keepdim=True)
+
+
+def test_coupling_no_module_declares_is_found_by_a_forward_pass():
+    model = nn.Sequential(nn.Linear(4, 5), _CentresTheBatch(), nn.Tanh(), nn.Linear(5, 3))
+    x, y = classification_data(n=8, d_in=4)
+    assert Subject(model, (x, y)).samples_coupled
+    plain = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))
+    assert not Subject(plain, (x, y)).samples_coupled
+
+
+@pytest.mark.parametrize("how", ["batch_size", "loader"])
+def test_a_batch_of_one_sample_under_batch_statistics_is_a_config_error(how):
+    x, y = classification_data(n=9)
+    data = (x, y) if how == "batch_size" else DataLoader(TensorDataset(x, y), batch_size=4)
+    with pytest.raises(ConfigError, match="batch 2 .* one sample.*drop_last=True"):
+        Subject(bn_mlp(), data, batch_size=4 if how == "batch_size" else None)
+    Subject(bn_mlp(), data, batch_size=4 if how == "batch_size" else None, bn_mode="eval")
+
+
+# ----------------------------------------------------------------- data sources
+def test_loaders_that_change_between_passes_are_refused():
+    x, y = classification_data(n=8)
+    with pytest.raises(DataError, match="shuffle=False"):
+        Subject(bn_mlp(), DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True))
+    with pytest.raises(DataError, match="one-pass iterator"):
+        Subject(bn_mlp(), iter([(x, y)]))
+
+    class Augmented:
+        def __iter__(self):
+            yield x + 0.01 * torch.randn_like(x), y
+
+    s = Subject(bn_mlp(), Augmented())
+    with pytest.raises(DataError, match="differs from the first pass"):
+        s.loss()
+
+
+def test_unlabelled_data_runs_the_label_free_measures():
+    x, _ = classification_data()
+    s = Subject(bn_mlp(), (x, None))
+    assert not s.labelled
+    assert math.isfinite(measures.input_lipschitz(s).value)
+    assert measures.isometry_gap(s, eps=1e-3).value > 0
+    with pytest.raises(DataError, match="needs targets"):
+        measures.sharpness(s)
+
+
+def test_selecting_a_frozen_parameter_says_it_is_frozen():
+    model = bn_mlp()
+    model[0].weight.requires_grad_(False)
+    with pytest.raises(ModelError, match="frozen.*requires_grad_"):
+        Subject(model, classification_data(), params="0.weight")
+
+
+# ----------------------------------------------------------------- precision
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_models_run_trace_and_fisher_near_float32(dtype):
+    x, y = classification_data(n=16)
+    half = Subject(bn_mlp(dtype), (x, y))
+    full = Subject(bn_mlp(torch.float32), (x, y))
+    tolerance = 0.1 if dtype == torch.bfloat16 else 0.02
+    fisher = measures.fisher_spectrum(half)
+    assert fisher.value == pytest.approx(measures.fisher_spectrum(full).value, rel=tolerance)
+    top = measures.sharpness(half, tol=1e-3).value
+    assert top == pytest.approx(measures.sharpness(full, tol=1e-3).value, rel=tolerance)
+    trace = measures.hessian_trace(half, num_matvecs=30)
+    assert math.isfinite(trace.value) and half.work_dtype == torch.float32
+
+
+def test_large_per_sample_jacobians_use_the_block_diagonal_norm(monkeypatch):
+    from normscope.measures import lipschitz
+
+    model, data, _ = zoo.gpt2(torch.float64)
+    s = Subject(model, data)
+    exact = measures.input_lipschitz(s, tol=1e-10)
+    assert exact.details["jacobian"] == "per_sample"
+    monkeypatch.setattr(lipschitz, "MAX_EXACT_PRODUCTS", 8)
+    lanczos = measures.input_lipschitz(s, tol=1e-10)
+    assert lanczos.details["jacobian"] == "block_diagonal"
+    assert lanczos.value == pytest.approx(exact.value, rel=1e-8)
