@@ -300,3 +300,32 @@ def test_large_per_sample_jacobians_use_the_block_diagonal_norm(monkeypatch):
     lanczos = measures.input_lipschitz(s, tol=1e-10)
     assert lanczos.details["jacobian"] == "block_diagonal"
     assert lanczos.value == pytest.approx(exact.value, rel=1e-8)
+
+
+def test_tracker_measures_a_hugging_face_model_on_probe_batches_in_a_plain_loop():
+    from normscope.train import Tracker
+
+    model, (inputs, labels), _ = zoo.gpt2(torch.float32)
+    probe = [({k: v[i : i + 2] for k, v in inputs.items()}, labels[i : i + 2]) for i in (0, 2)]
+    tracker = Tracker(
+        ["loss", "sharpness"],
+        every=2,
+        data=probe,
+        bn_mode="eval",
+        options={"sharpness": {"tol": 1e-3}},
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    direct = {}
+    for step in range(3):
+        if tracker.due(step):
+            tracker.step(model, step)
+            direct[step] = measures.loss(Subject(model, probe, bn_mode="eval")).value
+        model.train()
+        out = model(**inputs).logits
+        F.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1)).backward()
+        opt.step()
+        opt.zero_grad()
+    steps, values = tracker.series("sharpness")
+    assert list(steps) == [0, 2] and all(math.isfinite(v) for v in values)
+    assert list(tracker.series("loss")[1]) == [direct[0], direct[2]]
+    assert direct[2] < direct[0]

@@ -32,7 +32,6 @@ from torch import nn
 
 from normscope import measures as registry
 from normscope.data import batches as batch_io
-from normscope.data.dataset import Dataset
 from normscope.errors import ConfigError
 from normscope.subject import Subject
 
@@ -54,9 +53,12 @@ class Tracker:
         every: track at steps ``0, every, 2*every, ...``.
         options: per-measure options, ``{"sharpness": {"k": 2}}``.
         budget_seconds: stop tracking (with a note) once tracking has cost this much time.
-        data, loss, bn_mode, params: how to build a Subject when ``step`` is given a bare
-            model. When ``step`` is given a Subject and ``data`` is set, the measures run
-            on ``data`` with the Subject's model and settings (e.g. a test split).
+        data, loss, bn_mode, params, batch_size, subject_options: how to build a Subject
+            when ``step`` is given a bare model (``data`` anything a Subject takes: a
+            Dataset, ``(inputs, targets)``, a DataLoader of fixed probe batches...;
+            ``subject_options`` e.g. ``{"ignore_index": -100, "output_fn": ...}``). When
+            ``step`` is given a Subject and ``data`` is set, the measures run on ``data``
+            with the Subject's model and settings (e.g. a test split).
         track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
         warm_start: pass each warm-startable measure its previous eigenvectors.
         on_measurement: called as ``on_measurement(step, name, measurement)`` with every
@@ -70,10 +72,12 @@ class Tracker:
         every: int = 10,
         options: dict[str, dict[str, Any]] | None = None,
         budget_seconds: float | None = None,
-        data: Dataset | tuple | None = None,
-        loss: str = "cross_entropy",
+        data: Any = None,
+        loss: str | Callable = "cross_entropy",
         bn_mode: str = "train",
         params: str | Sequence[str] | None = None,
+        batch_size: int | None = None,
+        subject_options: dict[str, Any] | None = None,
         track_weight_norms: bool = True,
         on_measurement: Callable[[int, str, Any], None] | None = None,
         warm_start: bool = True,
@@ -90,7 +94,14 @@ class Tracker:
                 "to measures or drop their options."
             )
         self.budget_seconds = budget_seconds
-        self.subject_args = {"data": data, "loss": loss, "bn_mode": bn_mode, "params": params}
+        self.subject_args = {
+            "data": data,
+            "loss": loss,
+            "bn_mode": bn_mode,
+            "params": params,
+            "batch_size": batch_size,
+            **(subject_options or {}),
+        }
         self.track_weight_norms = track_weight_norms
         self.on_measurement = on_measurement
         self.warm_start = warm_start
