@@ -108,13 +108,19 @@ results = iter_ray(plan(parse_spec(TINY))[:1], fn=auth_mode)
 mode = next(results)  # Ray runs until the generator is finished
 addresses = listening(descendants(os.getpid()))
 gcs = ray.get_runtime_context().gcs_address
+session = ray._private.worker._global_node.get_session_dir_path()
+private = os.path.dirname(os.path.dirname(session))
+private_mode = oct(os.stat(private).st_mode & 0o777)
 intruder = subprocess.run(
     [sys.executable, "-c", f"import ray; ray.init(address={gcs!r}, log_to_driver=False)"],
     env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64},
     capture_output=True, text=True, timeout=120,
 )
 list(results)
+results.close()
 print(json.dumps({"mode": mode, "addresses": [str(a) for a in addresses],
+                  "private": private_mode,
+                  "removed": not os.path.exists(private),
                   "intruder": intruder.returncode, "err": intruder.stderr}))
 """
 
@@ -125,6 +131,7 @@ def test_a_local_instance_listens_on_loopback_only_and_refuses_a_wrong_token():
     assert done.returncode == 0, done.stderr[-3000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["mode"] == "token"
+    assert seen["private"] == "0o700" and seen["removed"]  # session files: private, then gone
     addresses = [ipaddress.ip_address(a) for a in seen["addresses"]]
     assert len(addresses) >= 3 and all(a.is_loopback for a in addresses), addresses
     assert seen["intruder"] != 0 and "AuthenticationError" in seen["err"], seen["err"][-2000:]

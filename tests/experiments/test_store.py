@@ -212,3 +212,10 @@ def _fail_read_only(open_):
 
 def _no_space(*args, **kwargs):
     raise OSError(28, "No space left on device")
+
+
+def test_runs_an_older_store_left_out_of_its_plan_are_counted(tmp_path):
+    with planned_store(tmp_path / "r.db", hashes=("abc",)) as store:
+        store.write_run("e", result("abc"))
+        store.write_run("e", result("old"))  # as an older normscope could leave it
+        assert store.unplanned("e") == 1 and [r["hash"] for r in store.runs("e")] == ["abc"]

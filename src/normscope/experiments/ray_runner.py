@@ -50,7 +50,7 @@ _LOCAL_ENV = {
 }
 _DONE = object()
 _MAX_SOCKET_PATH = 107
-_SOCKET_DEPTH = 90  # "/nsray-xxxxxxxx/session_<date>_<time>_<pid>/sockets/plasma_store"
+_SOCKET_DEPTH = 92  # "/nsray-xxxxxxxx/r/session_<date>_<time>_<pid>/sockets/plasma_store"
 
 
 def _ray():
@@ -150,7 +150,7 @@ def _check_started(ray, local: bool) -> None:
 
 def _session_folder() -> dict[str, str]:
     """Where the private session folder goes: the temp folder, unless its path is too
-    long for the Unix sockets Ray puts about 90 characters below it (107 at most)."""
+    long for the Unix sockets Ray puts about 92 characters below it (107 at most)."""
     base = tempfile.gettempdir()
     if len(base) > _MAX_SOCKET_PATH - _SOCKET_DEPTH and os.path.isdir("/tmp"):
         base = "/tmp"
@@ -194,7 +194,10 @@ class _Session(threading.Thread):
         options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
         if self.target == "local":
             stack.enter_context(_local_settings(ray))
-            folder = stack.enter_context(tempfile.TemporaryDirectory(**_session_folder()))
+            private = stack.enter_context(tempfile.TemporaryDirectory(**_session_folder()))
+            # Ray makes its temp folder world-writable; inside a 0700 folder no other
+            # user can reach it.
+            folder = os.path.join(private, "r")
             options.update(address="local", include_dashboard=False, _temp_dir=folder)
         else:
             _reload_auth_settings()

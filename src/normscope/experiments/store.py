@@ -518,6 +518,15 @@ class Store:
         rows = self._query("SELECT hash, status FROM runs WHERE experiment = ?", (experiment,))
         return dict(rows)
 
+    def unplanned(self, experiment: str) -> int:
+        """How many stored runs of ``experiment`` its current plan leaves out (possible
+        only in stores written before plans had to cover their stored runs)."""
+        return self._query(
+            "SELECT count(*) FROM runs r WHERE r.experiment = ? AND NOT EXISTS (SELECT 1 "
+            "FROM planned p WHERE p.experiment = r.experiment AND p.hash = r.hash)",
+            (experiment,),
+        )[0][0]
+
     def runs(self, experiment: str | None = None) -> list[dict[str, Any]]:
         """The runs of the current plans (with ``status`` "pending" when not yet run)."""
         sql = (

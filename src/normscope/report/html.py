@@ -142,6 +142,11 @@ def _section(index: int, name: str, store: Store, path: Path, out: Path, stem: s
         f"<p>Runs: {len(runs)} planned, {counts['ok']} finished, {counts['failed']} "
         f"failed, {counts['pending']} not run.</p>"
     )
+    if hidden := store.unplanned(name):
+        meta += (
+            f'<p class="problem">{hidden} stored run(s) of an earlier spec of this name are '
+            "not in its current plan and are not shown.</p>"
+        )
     return (
         head
         + meta
