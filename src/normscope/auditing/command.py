@@ -142,7 +142,7 @@ def audit_command(
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
-                progress=status.update,
+                progress=lambda text: status.update(escape(text)),
             )
         print_result(result, console)
         experiment = result.save(db)
