@@ -13,14 +13,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 import normscope
 from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError
 from normscope.measurement import Measurement
+from normscope.sanitize import console as new_console
+
+# Every string printed through Rich passes this one step: markup escaped and terminal
+# control characters shown as escapes (see normscope.sanitize).
+from normscope.sanitize import rich_markup as escape
 
 # Every run computes on one thread (bit-identical results whatever the worker count),
 # so the machine is used by running one worker per core.
@@ -40,8 +43,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Measure what normalization layers do to neural networks.",
 )
-console = Console()
-err_console = Console(stderr=True)
+console = new_console()
+err_console = new_console(stderr=True)
 
 
 class ListKind(StrEnum):
@@ -332,9 +335,9 @@ def export(
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
 ) -> None:
     """Export the tidy results table (one row per measurement) as CSV or Parquet."""
-    from normscope.experiments.frames import export_table
+    from normscope.experiments.frames import default_export_path, export_table
 
-    out = output or db.with_suffix(f".{format.value}")
+    out = output or default_export_path(db, format.value)
     rows = export_table(db, out, format.value, experiment)
     console.print(f"{rows} rows written to {escape(str(out))}")
 
@@ -391,9 +394,11 @@ def reproduce(
     A claim that fails is printed as FAIL and is a result: the exit status is 0 unless
     --strict. Exits 1 when a run crashed, 2 on a user error.
     """
+    from normscope.outputs import check_output
     from normscope.reproductions.runner import reproduce as run_reproductions
     from normscope.reproductions.runner import write_report
 
+    check_output(report, store=db, flag="--report")
     if list_only:
         _list_reproductions()
         return

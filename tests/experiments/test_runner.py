@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import normscope
 import normscope.data
 from normscope.experiments import Store, parse_spec, plan, run_experiment, theory_columns
 from normscope.experiments.execute import execute_run
 from normscope.experiments.runner import iter_local
+from normscope.experiments.store import PlanConflictError
 from normscope.measurement import Measurement
 from normscope.measures import register
 from normscope.results import load, wide
@@ -62,11 +64,39 @@ def test_rerun_skips_done_runs_and_retry_failed_redoes_failures(tmp_path):
     assert (retry.skipped, retry.ok, retry.failed) == (2, 0, 2)
 
 
-def test_changed_spec_reports_only_its_current_runs(tmp_path):
-    run(TINY, tmp_path / "r.db", workers=0)
-    run(TINY.replace("[4, 8]", "[8, 12]"), tmp_path / "r.db", workers=0)
-    widths = set(load(tmp_path / "r.db")["subject.net.width"])
-    assert widths == {8, 12}
+def test_changed_spec_under_a_stored_name_is_refused_and_hides_nothing(tmp_path):
+    db = tmp_path / "r.db"
+    run(TINY, db, workers=0)
+    changed = TINY.replace("[4, 8]", "[8, 12]")
+    with pytest.raises(PlanConflictError, match=r'2 stored run.*name = "tiny-2"'):
+        run(changed, db, workers=0)
+    assert sorted(load(db)["subject.net.width"]) == [4, 4, 8, 8]
+    with Store(db, readonly=True) as store:
+        assert "[4, 8]" in store.spec_toml("tiny")
+    renamed = run(changed.replace('name = "tiny"', 'name = "tiny-2"'), db, workers=0)
+    assert renamed.ok == 4
+    frame = load(db)
+    assert frame.groupby("experiment")["subject.net.width"].apply(sorted).to_dict() == {
+        "tiny": [4, 4, 8, 8],
+        "tiny-2": [8, 8, 12, 12],
+    }
+
+
+def test_a_spec_that_adds_sweep_values_extends_the_stored_runs(tmp_path):
+    db = tmp_path / "r.db"
+    run(TINY, db, workers=0)
+    summary = run(TINY.replace("[4, 8]", "[4, 8, 12]"), db, workers=0)
+    assert (summary.planned, summary.skipped, summary.ok) == (6, 4, 2)
+    assert sorted(set(load(db)["subject.net.width"])) == [4, 8, 12]
+
+
+def test_runs_of_another_normscope_version_are_not_hidden(tmp_path, monkeypatch):
+    db = tmp_path / "r.db"
+    run(TINY, db, workers=0)
+    monkeypatch.setattr(normscope, "__version__", "99.0.0")
+    with pytest.raises(PlanConflictError, match=r"made by normscope .* this is 99\.0\.0"):
+        run(TINY, db, workers=0)
+    assert len(load(db)) == 4
 
 
 def test_two_worker_processes_give_the_same_numbers_as_inline(tmp_path):

@@ -1,5 +1,11 @@
+import contextlib
 import math
+import os
 import sqlite3
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +127,95 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="cannot read"):
         Store(tmp_path / "r.db")
+
+
+# ------------------------------------------------- reading a store its writer left behind
+WRITER_KILLED_MIDWAY = """
+import os, sys
+from normscope.experiments.store import Store
+from tests.experiments.test_store import result
+store = Store(sys.argv[1])
+store.conn.execute("PRAGMA wal_autocheckpoint=0")  # every commit stays in the -wal file
+store.record_experiment("e", "name = 'e'", {}, "e", [(str(i), {}) for i in range(42)])
+for i in range(42):
+    if i == 12:
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the main file holds 12 runs
+    store.write_run("e", result(str(i)))
+os._exit(0)  # killed: no close, no checkpoint
+"""
+
+
+@contextlib.contextmanager
+def read_only_folder(folder):
+    """Make ``folder`` refuse new files, whoever runs the tests: permissions for a normal
+    user; for root (who ignores them) the immutable attribute, or, where that is not
+    allowed either, a folder in the place of the -shm file SQLite would create."""
+    undo = None
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)  # noqa: E731
+    elif subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)  # noqa: E731
+    else:
+        (folder / "r.db-shm").mkdir()
+    try:
+        if undo is not None:
+            with pytest.raises(OSError):
+                (folder / "probe").touch()
+        yield
+    finally:
+        if undo:
+            undo()
+
+
+def test_a_killed_writers_store_in_a_read_only_folder_is_read_whole(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    db = folder / "r.db"
+    root = Path(__file__).parents[2]
+    subprocess.run(
+        [sys.executable, "-c", WRITER_KILLED_MIDWAY, str(db)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=True,
+    )
+    (folder / "r.db-shm").unlink()
+    assert (folder / "r.db-wal").stat().st_size > 0
+    before = sorted((p.name, p.stat().st_size) for p in folder.iterdir())
+    with read_only_folder(folder), Store(db, readonly=True) as store:
+        assert len(store.runs("e")) == 42 and len(store.measurements("e")) == 42
+        assert {r["status"] for r in store.runs("e")} == {"ok"}
+        assert store._copy is not None  # read from a private copy, where SQLite could write
+    after = sorted((p.name, p.stat().st_size) for p in folder.iterdir() if p.is_file())
+    assert after == [entry for entry in before if entry[0] != "r.db-shm"]
+
+
+def test_a_journal_that_cannot_be_read_is_refused_not_skipped(tmp_path, monkeypatch):
+    db = tmp_path / "r.db"
+    with planned_store(db) as store:
+        store.conn.execute("PRAGMA wal_autocheckpoint=0")
+        store.write_run("e", result())
+        monkeypatch.setattr(Store, "_open", staticmethod(_fail_read_only(Store._open)))
+        monkeypatch.setattr(tempfile, "mkdtemp", _no_space)
+        with pytest.raises(StoreError, match="recent commits in its journal"):
+            Store(db, readonly=True)
+
+
+def _fail_read_only(open_):
+    def fail(uri):
+        if "mode=ro" in uri:
+            raise sqlite3.OperationalError("unable to open database file")
+        return open_(uri)
+
+    return fail
+
+
+def _no_space(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+def test_runs_an_older_store_left_out_of_its_plan_are_counted(tmp_path):
+    with planned_store(tmp_path / "r.db", hashes=("abc",)) as store:
+        store.write_run("e", result("abc"))
+        store.write_run("e", result("old"))  # as an older normscope could leave it
+        assert store.unplanned("e") == 1 and [r["hash"] for r in store.runs("e")] == ["abc"]

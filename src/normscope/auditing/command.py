@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from normscope import data as datasets
 from normscope.auditing.factory import FORMAT, load_model
@@ -19,6 +17,9 @@ from normscope.auditing.variants import VARIANTS
 from normscope.data.dataset import Dataset
 from normscope.errors import ConfigError, NormscopeError, ShapeError, UnknownNameError
 from normscope.experiments.store import DEFAULT_PATH
+from normscope.outputs import check_output
+from normscope.sanitize import console as new_console
+from normscope.sanitize import rich_markup as escape
 from normscope.subject import BN_MODES
 
 FOLDER_SOURCES = {"mnist": "train-images-idx3-ubyte", "cifar10": "data_batch_1.bin"}
@@ -123,8 +124,10 @@ def audit_command(
 ) -> None:
     """Measure what a model's normalization layers do: the same measures on the model as
     given, without normalization, with batch norm swapped, and in train / eval mode."""
-    console, errors = Console(), Console(stderr=True)
+    console, errors = new_console(), new_console(stderr=True)
     try:
+        if html is not None:
+            check_output(html, store=db, flag="--html")
         net, own_data, function = load_model(model)
         shape = parse_shape(input_shape) if input_shape else None
         if own_data is not None and data is None:
@@ -147,7 +150,7 @@ def audit_command(
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
-                progress=status.update,
+                progress=lambda text: status.update(escape(text)),
             )
         print_result(result, console)
         experiment = result.save(db)

@@ -17,12 +17,14 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 from rich.console import Console
-from rich.markup import escape as markup
 from rich.table import Table
 
 import normscope
 from normscope.auditing.result import AuditResult
 from normscope.errors import ConfigError
+from normscope.outputs import write_atomic
+from normscope.sanitize import literal_figure_text
+from normscope.sanitize import rich_markup as markup
 
 LAYER_PLOTS = (
     ("gradient_norms", "norms", "gradient norm ||dL/dW_l|| per layer (meterez2024)", True),
@@ -137,9 +139,13 @@ def _figures(result: AuditResult) -> str:
     for measure, quantity, title, log in LAYER_PLOTS:
         rows = layers[(layers["measure"] == measure) & (layers["quantity"] == quantity)]
         try:
-            data = _png(layer_figure(rows, labels, title, log))
+            with literal_figure_text():
+                data = _png(layer_figure(rows, labels, title, log))
         except ConfigError:
             parts.append(f"<p>{escape(title)}: not measured for any variant.</p>")
+            continue
+        except Exception as err:  # one figure that cannot be drawn is that figure's problem
+            parts.append(f"<p>{escape(title)}: could not be drawn ({escape(repr(err))}).</p>")
             continue
         parts.append(
             f'<figure><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
@@ -200,7 +206,8 @@ def html_section(result: AuditResult) -> str:
 
 
 def write_html(result: AuditResult, path: str | Path) -> Path:
-    """A self-contained HTML page of ``result`` at ``path``."""
+    """A self-contained HTML page of ``result`` at ``path`` (written under a temporary
+    name and renamed when complete)."""
     path = Path(path)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     page = (
@@ -211,8 +218,7 @@ def write_html(result: AuditResult, path: str | Path) -> Path:
         "</body></html>"
     )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(page, encoding="utf-8")
+        write_atomic(path, page)
     except OSError as err:
         raise ConfigError(f"cannot write the audit page {str(path)!r}: {err}.") from None
     return path

@@ -5,12 +5,15 @@ The experiment is named ``audit:<model name>``; its spec is a valid normscope sp
 like any other experiment. Each run's config names its variant in ``subject.net.variant``
 and its batch-norm mode in ``subject.bn_mode``; a variant that could not be built is a
 run with status ``skipped`` and the reason as its error. Saving the same audit again
-replaces its runs.
+replaces its runs; an audit of the same model name with other settings (data, measures,
+variants) is stored beside it as ``audit:<model name>-2`` (``-3``, ...), so no stored
+audit is hidden.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import platform
@@ -21,7 +24,7 @@ from typing import Any
 
 from normscope.auditing.result import AuditResult, RunRecord
 from normscope.experiments.execute import RunResult, jsonable, to_row, versions
-from normscope.experiments.store import Store
+from normscope.experiments.store import PlanConflictError, Store
 
 
 def experiment_name(result: AuditResult) -> str:
@@ -83,8 +86,9 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
-def spec_toml(result: AuditResult) -> str:
-    """A normscope spec (TOML) describing the audit; ``parse_spec`` reads it back."""
+def spec_toml(result: AuditResult, name: str | None = None) -> str:
+    """A normscope spec (TOML) describing the audit, stored as experiment ``name``
+    (default :func:`experiment_name`); ``parse_spec`` reads it back."""
     s = result.settings
     subject = _subject(result, "as_given", "train")
     description = (
@@ -92,7 +96,7 @@ def spec_toml(result: AuditResult) -> str:
         + " ".join(result.notes)
     )
     lines = [
-        f"name = {_toml_value(experiment_name(result))}",
+        f"name = {_toml_value(name or experiment_name(result))}",
         f"description = {_toml_value(description)}",
         "[subject]",
         f"net = {_toml_value({'arch': 'audit', 'model': result.name})}",
@@ -149,23 +153,29 @@ def _skipped_result(config: dict[str, Any], reason: str) -> RunResult:
 
 
 def save(result: AuditResult, db: str | Path) -> str:
-    """Write ``result`` to the store at ``db``; returns the experiment name."""
-    name = experiment_name(result)
+    """Write ``result`` to the store at ``db``; returns the experiment name (see the
+    module docstring for the ``-2`` suffix)."""
     results = []
     for run in result.runs:
         config = _config(result, run.label, run.surgery, run.bn_mode)
         results.append(_run_result(result, run, config))
     for variant, reason in result.skipped.items():
         results.append(_skipped_result(_config(result, variant, variant, ""), reason))
-    spec = spec_toml(result)
+    base = experiment_name(result)
     with Store(db) as store:
-        store.record_experiment(
-            name,
-            spec,
-            {"audit": jsonable(result.settings)},
-            "normscope audit",
-            [(r.hash, r.config) for r in results],
-        )
+        for number in itertools.count(1):
+            name = base if number == 1 else f"{base}-{number}"
+            try:
+                store.record_experiment(
+                    name,
+                    spec_toml(result, name),
+                    {"audit": jsonable(result.settings)},
+                    "normscope audit",
+                    [(r.hash, r.config) for r in results],
+                )
+                break
+            except PlanConflictError:
+                continue
         for r in results:
             store.write_run(name, r)
     return name

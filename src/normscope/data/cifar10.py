@@ -2,6 +2,9 @@
 
 Each file is a sequence of 3073-byte records: one label byte (0..9), then 1024 red,
 1024 green and 1024 blue pixel bytes, each plane in row-major order of a 32x32 image.
+The format has no header, so the file's size is its declaration: it is checked to be a
+positive multiple of the record before anything is read, and then exactly that many
+bytes are read into one array.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ RECORD = 1 + 3 * 32 * 32
 NUM_CLASSES = 10
 
 
-def parse_batch(raw: bytes, source: str = "CIFAR-10 data") -> tuple[np.ndarray, np.ndarray]:
-    """Decode one batch file into images (N, 3, 32, 32) uint8 and labels (N,) uint8."""
-    if len(raw) == 0 or len(raw) % RECORD:
+def _check_size(size: int, source: str) -> None:
+    if size == 0 or size % RECORD:
         raise DataError(
-            f"{source} has {len(raw)} bytes, not a positive multiple of the {RECORD}-byte "
+            f"{source} has {size} bytes, not a positive multiple of the {RECORD}-byte "
             "record (1 label + 3072 pixels): the file is truncated or not the binary version."
         )
-    records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, RECORD)
+
+
+def _decode(records: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
+    records = records.reshape(-1, RECORD)
     labels = records[:, 0].copy()
     if labels.max() >= NUM_CLASSES:
         raise DataError(
@@ -40,6 +45,28 @@ def parse_batch(raw: bytes, source: str = "CIFAR-10 data") -> tuple[np.ndarray, 
             "(is it the 100-class version?)."
         )
     return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+def parse_batch(raw: bytes, source: str = "CIFAR-10 data") -> tuple[np.ndarray, np.ndarray]:
+    """Decode one batch file's bytes into images (N, 3, 32, 32) uint8 and labels (N,) uint8."""
+    _check_size(len(raw), source)
+    return _decode(np.frombuffer(raw, dtype=np.uint8), source)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one batch file: its size is checked first, then exactly that many bytes are
+    read into one array (no second copy)."""
+    try:
+        size = path.stat().st_size
+        _check_size(size, str(path))
+        records = np.fromfile(path, dtype=np.uint8, count=size)
+    except OSError as err:
+        raise DataError(
+            f"cannot read {path} ({err}); check the file and its permissions."
+        ) from None
+    if records.size != size:
+        raise DataError(f"{path} changed while it was read ({records.size} of {size} bytes).")
+    return _decode(records, str(path))
 
 
 def batch_folder(root: str | os.PathLike[str] | None) -> Path:
@@ -58,7 +85,7 @@ def cifar10(split: str, *, root: str | os.PathLike[str] | None = None) -> Datase
     if missing:
         note = f" (unpacked from the {ARCHIVE_FOLDER} archive)"
         raise missing_files("cifar10", folder, names, missing, note=note)
-    parts = [parse_batch((folder / name).read_bytes(), str(folder / name)) for name in names]
+    parts = [read_batch(folder / name) for name in names]
     images = np.concatenate([images for images, _ in parts])
     labels = np.concatenate([labels for _, labels in parts])
     x = torch.from_numpy(images).to(torch.float32).div_(255.0)

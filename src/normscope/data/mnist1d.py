@@ -3,11 +3,14 @@
 The samples come from the ``mnist1d`` package's own generator with its default
 arguments (seed 42), so ``num_samples=5000`` gives the published 4000 / 1000 split.
 normscope never uses the package's download path or its pickle files: the arrays are
-generated once and cached as ``.npz`` under :func:`normscope.data.paths.cache_dir`.
+generated once and cached as ``.npz`` under :func:`normscope.data.paths.cache_dir`. A
+cache file whose arrays declare more than :data:`MAX_CACHE_BYTES_PER_SAMPLE` bytes per
+sample, or more than its archive holds, is regenerated without being read.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import sys
@@ -72,8 +75,38 @@ def cache_path(num_samples: int) -> Path:
     return cache_dir() / f"mnist1d-{version('mnist1d')}-n{num_samples}.npz"
 
 
-def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+MAX_CACHE_BYTES_PER_SAMPLE = 1024
+"""Most bytes a cache file's arrays may declare per generated sample. A sample takes 40
+values and a label (at most 328 bytes in float64 / int64); anything far beyond is not a
+cache normscope wrote."""
+
+
+def _declares_no_more_than(path: Path, budget: int) -> bool:
+    """Whether the arrays in the ``.npz`` at ``path`` declare at most ``budget`` bytes in
+    all, and each ``.npy`` header no more than its archive member holds; checked from the
+    zip directory and the headers, before any array is read."""
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+        if sum(m.file_size for m in members) > budget:
+            return False
+        for member in members:
+            with archive.open(member) as handle:
+                major, _ = np.lib.format.read_magic(handle)
+                read_header = (
+                    np.lib.format.read_array_header_1_0
+                    if major == 1
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(handle)
+                if math.prod(shape) * dtype.itemsize > member.file_size:
+                    return False
+    return True
+
+
+def _read_cache(path: Path, num_samples: int) -> dict[str, np.ndarray] | None:
     try:
+        if not _declares_no_more_than(path, num_samples * MAX_CACHE_BYTES_PER_SAMPLE):
+            return None
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in _KEYS}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
@@ -90,7 +123,7 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def cached_arrays(num_samples: int) -> dict[str, np.ndarray]:
     """The generated arrays, read from the cache or generated and cached."""
     path = cache_path(num_samples)
-    arrays = _read_cache(path) if path.exists() else None
+    arrays = _read_cache(path, num_samples) if path.exists() else None
     if arrays is None:
         arrays = generate(num_samples)
         _write_cache(path, arrays)

@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from normscope.experiments.store import Store
+from normscope.outputs import check_output, replacing, sqlite_files
+from normscope.sanitize import csv_cell
 
 KEYS = ("experiment", "run", "status", "step")
 
@@ -152,11 +154,31 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def default_export_path(db: str | Path, fmt: str) -> Path:
+    """Where ``normscope export`` writes without ``--output``: the store's path with the
+    format's suffix (``r.db`` -> ``r.csv``), or with the suffix added when that would be
+    the store itself (``r.csv`` -> ``r.csv.csv``)."""
+    db = Path(db)
+    out = db.with_suffix(f".{fmt}")
+    return (
+        out
+        if out.name not in {p.name for p in sqlite_files(db)}
+        else db.with_name(f"{db.name}.{fmt}")
+    )
+
+
 def export_table(
     path: str | Path, output: str | Path, fmt: str, experiment: str | None = None
 ) -> int:
     """Write the tidy frame of ``load(path, experiment)`` as ``csv`` or ``parquet``
-    (nested cells as JSON text); returns the number of rows."""
+    (nested cells as JSON text); returns the number of rows.
+
+    ``output`` may not be the store (or its ``-wal`` / ``-shm`` file): that raises
+    :class:`~normscope.errors.ConfigError` before anything is written. The file is
+    written under a temporary name and renamed when complete. In CSV, text cells that a
+    spreadsheet would run as a formula (``=...``) start with ``'`` (see
+    :func:`normscope.sanitize.csv_cell`); Parquet keeps every value as it is stored.
+    """
     from normscope.errors import ConfigError, StoreError
 
     if fmt == "parquet":
@@ -169,14 +191,14 @@ def export_table(
             ) from None
     elif fmt != "csv":
         raise ConfigError(f"export format must be 'csv' or 'parquet', got {fmt!r}.")
+    output = check_output(output, store=path)
     frame = load(path, experiment).map(_cell)
-    output = Path(output)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "csv":
-            frame.to_csv(output, index=False)
-        else:
-            frame.to_parquet(output, index=False)
+        with replacing(output) as tmp:
+            if fmt == "csv":
+                frame.map(csv_cell).to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
     except OSError as err:
         raise StoreError(f"cannot write {str(output)!r}: {err}.") from None
     return len(frame)

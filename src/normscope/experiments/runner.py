@@ -3,8 +3,12 @@
 Runs execute in worker processes (``workers >= 1``; forkserver start with normscope
 preloaded; one torch thread per run, so numbers do not depend on the worker count),
 inline in this process (``workers = 0``, for debugging), or as Ray tasks
-(``backend = "ray"``). Only this driver writes to the store, one transaction per
+(``backend = "ray"``). Only the driver writes to the store, one transaction per
 finished run.
+
+Several drivers may run experiments on one store at once: each leases the runs it
+computes (:meth:`Store.begin`), skips runs another live driver has leased, and waits for
+their results, taking over any whose driver dies. No run is computed twice.
 """
 
 from __future__ import annotations
@@ -28,13 +32,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from normscope import sanitize
 from normscope.errors import ConfigError
 from normscope.experiments.execute import RUN_THREADS, RunResult, execute_run, versions
+from normscope.experiments.leases import describe
 from normscope.experiments.plan import RunConfig, plan
 from normscope.experiments.spec import Spec
-from normscope.experiments.store import Store
+from normscope.experiments.store import Lease, Store
 
 BACKENDS = ("local", "ray")
+POLL_SECONDS = 1.0
+"""How often a driver looks for results of runs another driver is computing."""
 
 
 @dataclass
@@ -48,6 +56,9 @@ class Summary:
     failed: int = 0
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    others: int = 0
+    """Runs another normscope process computed and stored while this call waited for them
+    (also counted in ``skipped``)."""
 
 
 def crashed(run: RunConfig, reason: str) -> RunResult:
@@ -162,7 +173,7 @@ def _progress(quiet: bool, console: Console | None) -> Progress:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=console or Console(stderr=True),
+        console=console or sanitize.console(stderr=True),
         disable=quiet,
         transient=False,
     )
@@ -184,31 +195,72 @@ def run_experiment(
     """Execute the runs of ``spec`` not yet in ``store`` and store each as it finishes.
 
     Runs stored as ``ok`` are skipped; runs stored as ``failed`` are skipped too unless
-    ``retry_failed``. Returns counts and the failures of this call.
+    ``retry_failed``. Runs another live normscope process is computing are not computed
+    again: this call waits for their results (see :attr:`Summary.others`). Returns counts
+    and the failures of this call.
+
+    Raises :class:`~normscope.experiments.store.PlanConflictError` before running
+    anything when ``spec`` plans other runs than those stored under its name.
     """
     execute = _executor(backend, workers, address)
     runs = plan(spec, source=source)
-    store.record_experiment(
+    by_hash = {r.hash: r for r in runs}
+    skip = {"ok"} if retry_failed else {"ok", "failed"}
+    lease = store.begin(
         spec.name,
         spec_toml,
         spec.model_dump(mode="json"),
         source,
         [(r.hash, r.config) for r in runs],
+        skip=skip,
     )
-    statuses = store.statuses(spec.name)
-    skip = {"ok"} if retry_failed else {"ok", "failed"}
-    todo = [r for r in runs if statuses.get(r.hash) not in skip]
-    summary = Summary(spec.name, len(runs), skipped=len(runs) - len(todo))
+    console = console or sanitize.console(stderr=True)
+    total = len(lease.mine) + len(lease.elsewhere)
+    summary = Summary(spec.name, len(runs), skipped=len(runs) - total)
     t0 = time.perf_counter()
-    with _progress(quiet, console) as progress:
-        task = progress.add_task(spec.name, total=len(todo), failed=0)
-        for result in execute(todo) if todo else ():
-            store.write_run(spec.name, result)
-            if result.status == "ok":
-                summary.ok += 1
-            else:
-                summary.failed += 1
-                summary.failures.append((result.hash, result.error or "unknown error"))
-            progress.update(task, advance=1, failed=summary.failed)
+    try:
+        with _progress(quiet, console) as progress:
+            task = progress.add_task(sanitize.rich_markup(spec.name), total=total, failed=0)
+            todo = list(lease.mine)
+            while todo or lease.elsewhere:
+                for result in execute([by_hash[h] for h in todo]) if todo else ():
+                    store.write_run(spec.name, result)
+                    if result.status == "ok":
+                        summary.ok += 1
+                    else:
+                        summary.failed += 1
+                        summary.failures.append((result.hash, result.error or "unknown error"))
+                    progress.update(task, advance=1, failed=summary.failed)
+                todo = _wait_for_others(store, lease, skip, summary, console)
+                progress.update(task, completed=summary.ok + summary.failed + summary.others)
+    finally:
+        store.release(lease)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _wait_for_others(
+    store: Store, lease: Lease, skip: set[str], summary: Summary, console: Console
+) -> list[str]:
+    """Wait until every run in ``lease.elsewhere`` is stored by its process, or until
+    some are left by a process that died; returns the runs taken over (to compute)."""
+    if lease.elsewhere:
+        who = ", ".join(sorted({describe(o) for o in lease.elsewhere.values()}))
+        console.print(
+            f"{len(lease.elsewhere)} run(s) of {sanitize.rich_markup(lease.experiment)} are "
+            f"being computed by another normscope process ({sanitize.rich_markup(who)}); "
+            "waiting for their results instead of computing them again"
+        )
+    while lease.elsewhere:
+        time.sleep(POLL_SECONDS)
+        waiting = len(lease.elsewhere)
+        taken = store.renew(lease, skip=skip)
+        done = waiting - len(lease.elsewhere) - len(taken)
+        summary.others += done
+        summary.skipped += done
+        if taken:
+            console.print(
+                f"{len(taken)} run(s) were left by a process that stopped; computing them here"
+            )
+            return taken
+    return []

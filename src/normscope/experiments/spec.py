@@ -200,17 +200,30 @@ class Spec(_Strict):
         return value
 
 
+MAX_SPEC_CHARS = 1 << 20
+"""Longest spec file read (about a million characters): the shipped specs are under 20 KB,
+and a longer file (or a device such as /dev/zero) is refused before it can fill memory."""
+
+
 def load_spec(path: str | Path) -> tuple[Spec, str]:
-    """Read and validate the spec at ``path``; returns the Spec and its TOML text."""
+    """Read and validate the spec at ``path``; returns the Spec and its TOML text.
+
+    At most :data:`MAX_SPEC_CHARS` are read; a longer file raises ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            text = handle.read(MAX_SPEC_CHARS + 1)
     except FileNotFoundError:
         raise ConfigError(
             f"spec file {str(path)!r} does not exist; give the path of a TOML spec."
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read spec file {str(path)!r}: {err}.") from None
+    if len(text) > MAX_SPEC_CHARS:
+        raise ConfigError(
+            f"spec file {str(path)!r} is longer than {MAX_SPEC_CHARS} characters; a spec is "
+            "a short TOML file. Give the path of the spec."
+        )
     return parse_spec(text, source=str(path)), text
 
 

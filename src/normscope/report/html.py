@@ -9,7 +9,6 @@ from a spec, a model or the store is HTML-escaped.
 from __future__ import annotations
 
 import base64
-import re
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -17,12 +16,14 @@ from pathlib import Path
 import pandas as pd
 
 import normscope
-from normscope.errors import NormscopeError, StoreError
+from normscope.errors import ConfigError, NormscopeError, StoreError
 from normscope.experiments.claims import ClaimResult, evaluate_all
 from normscope.experiments.frames import load, wide
-from normscope.experiments.spec import Spec, parse_spec
+from normscope.experiments.spec import PlotSpec, Spec, parse_spec
 from normscope.experiments.store import Store
+from normscope.outputs import check_output, write_atomic
 from normscope.report.figures import draw, png_bytes
+from normscope.sanitize import file_stem, literal_figure_text
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -34,10 +35,6 @@ pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 figure { margin: 1em 0; } img { max-width: 100%; }
 .problem { color: #b00020; }
 """
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "experiment"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -87,17 +84,37 @@ def _failures_html(runs: list[dict]) -> str:
     return _table(["run", "error", "details"], rows)
 
 
-def _figures_html(spec: Spec, table: pd.DataFrame, out: Path, stem: str) -> str:
+def _png(plot: PlotSpec, table: pd.DataFrame) -> bytes:
+    """The figure as PNG; any failure to draw it (a plot column missing, text matplotlib
+    cannot lay out) is a NormscopeError about this one figure."""
+    import matplotlib.pyplot as plt
+
+    open_before = set(plt.get_fignums())
+    try:
+        with literal_figure_text():
+            return png_bytes(draw(plot, table))
+    except Exception as err:
+        for number in set(plt.get_fignums()) - open_before:
+            plt.close(number)
+        if isinstance(err, NormscopeError):
+            raise
+        raise ConfigError(f"matplotlib could not draw it ({type(err).__name__}: {err})") from None
+
+
+def _figures_html(spec: Spec, table: pd.DataFrame, out: Path, stem: str, db: Path) -> str:
     parts = []
     for i, plot in enumerate(spec.plot):
         caption = escape(plot.title or f"{plot.y} against {plot.x}")
         try:
-            png = png_bytes(draw(plot, table))
+            png = _png(plot, table)
         except NormscopeError as err:
             parts.append(f'<p class="problem">Figure {i + 1} ({caption}): {escape(str(err))}</p>')
             continue
-        name = f"{stem}-{_slug(spec.name)}-{i + 1}.png"
-        (out / name).write_bytes(png)
+        name = f"{stem}-{file_stem(spec.name)}-{i + 1}.png"
+        try:
+            write_atomic(check_output(out / name, store=db), png)
+        except OSError as err:
+            raise StoreError(f"cannot write the figure {str(out / name)!r}: {err}.") from None
         data = base64.b64encode(png).decode("ascii")
         parts.append(
             f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
@@ -125,11 +142,16 @@ def _section(index: int, name: str, store: Store, path: Path, out: Path, stem: s
         f"<p>Runs: {len(runs)} planned, {counts['ok']} finished, {counts['failed']} "
         f"failed, {counts['pending']} not run.</p>"
     )
+    if hidden := store.unplanned(name):
+        meta += (
+            f'<p class="problem">{hidden} stored run(s) of an earlier spec of this name are '
+            "not in its current plan and are not shown.</p>"
+        )
     return (
         head
         + meta
         + "<h3>Figures</h3>"
-        + _figures_html(spec, table, out, stem)
+        + _figures_html(spec, table, out, stem, path)
         + "<h3>Claims</h3>"
         + _claims_html(evaluate_all(spec.claim, table))
         + "<h3>Failed runs</h3>"
@@ -139,8 +161,14 @@ def _section(index: int, name: str, store: Store, path: Path, out: Path, stem: s
 
 
 def build_report(db: str | Path, output: str | Path, experiment: str | None = None) -> Path:
-    """Write the HTML report of store ``db`` to ``output`` (PNG figures beside it)."""
-    db, output = Path(db), Path(output)
+    """Write the HTML report of store ``db`` to ``output`` (PNG figures beside it).
+
+    No file written may be the store or its ``-wal`` / ``-shm`` file
+    (:class:`~normscope.errors.ConfigError` before anything is written); each file is
+    written under a temporary name and renamed when complete. A figure that cannot be
+    drawn is shown as that figure's problem; the rest of the report is written.
+    """
+    db, output = Path(db), check_output(output, store=db)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -167,7 +195,7 @@ def build_report(db: str | Path, output: str | Path, experiment: str | None = No
         "</body></html>"
     )
     try:
-        output.write_text(page, encoding="utf-8")
+        write_atomic(output, page)
     except OSError as err:
         raise StoreError(f"cannot write the report {str(output)!r}: {err}.") from None
     return output
