@@ -69,7 +69,7 @@ def test_hutchinson_trace_is_unbiased_over_seeds():
     h, _ = exact("mlp_batchnorm", "train")
     s = subject("mlp_batchnorm", "train")
     estimates = [
-        hessian_trace(s, method="hutchinson", num_matvecs=8, seed=i).value for i in range(40)
+        hessian_trace(s, method="hutchinson", num_probes=8, seed=i).value for i in range(40)
     ]
     mean, error = np.mean(estimates), np.std(estimates, ddof=1) / math.sqrt(len(estimates))
     assert abs(mean - float(torch.trace(h))) < 3 * error
@@ -81,7 +81,7 @@ def test_hutchpp_beats_hutchinson_on_a_real_hessian_with_the_same_products():
     truth = float(torch.trace(h))
 
     def rms_error(method):
-        runs = [hessian_trace(s, method=method, num_matvecs=24, seed=i) for i in range(12)]
+        runs = [hessian_trace(s, method=method, num_probes=24, seed=i) for i in range(12)]
         assert all(r.cost["hvp"] == 24 for r in runs)
         return math.sqrt(np.mean([(r.value - truth) ** 2 for r in runs]))
 
@@ -89,7 +89,7 @@ def test_hutchpp_beats_hutchinson_on_a_real_hessian_with_the_same_products():
 
 
 def test_trace_reports_standard_error():
-    m = hessian_trace(subject("mlp_layernorm", "train"), num_matvecs=30)
+    m = hessian_trace(subject("mlp_layernorm", "train"), num_probes=30)
     assert m.details["standard_error"] > 0 and m.settings["method"] == "hutchpp"
 
 

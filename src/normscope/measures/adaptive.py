@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from normscope.curvature.operator import batched
-from normscope.errors import unknown_name
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import COUNT, POSITIVE, SEED, Choice, Integer
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -49,6 +49,13 @@ def losses_at(subject: Subject, thetas: torch.Tensor, meter: CostMeter) -> torch
     family="sharpness",
     paper="kwon2021 (ASAM)",
     quick={"steps": 3, "num_samples": 4},
+    options={
+        "rho": POSITIVE,
+        "kind": Choice(KINDS),
+        "steps": Integer(low=0),
+        "num_samples": COUNT,
+        "seed": SEED,
+    },
 )
 def adaptive_sharpness(
     subject: Subject,
@@ -76,22 +83,13 @@ def adaptive_sharpness(
     evaluated in vmapped batches; ``details["standard_error"]`` is its standard error. For
     small ``rho`` it is ``rho^2 / (2P) sum_i theta_i^2 H_ii`` (second order).
     """
-    if kind not in KINDS:
-        raise unknown_name("adaptive sharpness kind", kind, KINDS)
     meter = CostMeter()
     theta = subject.theta
     if kind == "worst":
         value, details = _worst_case(subject, theta, rho, steps, seed, meter)
     else:
         value, details = _average_case(subject, theta, rho, num_samples, seed, meter)
-    settings = subject.describe() | {
-        "rho": rho,
-        "kind": kind,
-        "steps": steps,
-        "num_samples": num_samples,
-        "seed": seed,
-    }
-    return Measurement("adaptive_sharpness", value, details, meter.cost(), settings)
+    return Measurement("adaptive_sharpness", value, details, meter.cost())
 
 
 def _unit(v: torch.Tensor, seed: int) -> torch.Tensor:
