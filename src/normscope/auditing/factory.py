@@ -12,10 +12,12 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from normscope.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "path/to/file.py:function"
 
@@ -82,6 +84,8 @@ def load_model(reference: str) -> tuple[nn.Module, str]:
             f"{function}() in {str(path)!r} raised {type(err).__name__}: {err}. It is called "
             "with no arguments and must return a torch.nn.Module."
         ) from None
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise ModelError(
             f"{function}() in {str(path)!r} returned {type(model).__name__}, not a torch.nn.Module."

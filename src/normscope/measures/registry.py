@@ -120,8 +120,9 @@ def register(
     checked callable.
 
     ``options`` declares a constraint for every keyword option of the function, no more
-    and no less (``None``: the function takes none); the declaration is checked against the signature when the module is
-    imported (as are the capabilities), so it cannot drift from the code.
+    and no less (``None``: the function takes none); the declaration is checked against
+    the signature when the module is imported (as are the capabilities), so it cannot
+    drift from the code.
     """
 
     def add(fn: MeasureFn) -> MeasureFn:
@@ -317,8 +318,9 @@ def batch_norm_notes(subject: Subject) -> list[str]:
         if fresh:
             notes.append(
                 "bn_mode='eval' with running statistics never updated (mean 0, variance 1) "
-                f"in layers {', '.join(fresh)}: these layers do not normalize; train the model (or run "
-                "forward passes in train mode) first, or measure with bn_mode='train'"
+                f"in layers {', '.join(fresh)}: these layers do not normalize; train the "
+                "model (or run forward passes in train mode) first, or measure with "
+                "bn_mode='train'"
             )
     return notes
 
