@@ -202,7 +202,7 @@ def test_sample_gradient_norms_match_autograd(bn_mode, batch_size):
 
 def test_bad_options_are_refused_with_a_message():
     s = _subject()
-    with pytest.raises(UnknownNameError, match="kind='gauss-newton'.*Valid values of kind"):
+    with pytest.raises(UnknownNameError, match=r"kind='gauss-newton'.*Valid values of kind"):
         fisher_spectrum(s, kind="gauss-newton")
     with pytest.raises(UnknownNameError, match="Did you mean 'true'"):
         fisher_spectrum(s, kind="Tru")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from normscope.curvature import dense_hessian, parameter_blocks
+from normscope.errors import ConfigError
 from normscope.measures.sharpness import hessian_density, hessian_trace, sharpness
 
 from tests.curvature.models import MODELS, subject
@@ -113,3 +114,35 @@ def test_density_trace_is_the_hutchinson_estimate_of_the_same_probes():
     ]
     error = np.std(runs, ddof=1) / math.sqrt(len(runs))
     assert abs(np.mean(runs) - float(torch.trace(h))) < 3 * error
+
+
+@pytest.mark.parametrize(("name", "bn_mode"), [("mlp_batchnorm", "train"), ("residual", "eval")])
+def test_smallest_eigenvalues_match_the_finite_difference_hessian(name, bn_mode):
+    _, eigenvalues = exact(name, bn_mode)
+    m = sharpness(subject(name, bn_mode), k=2, which="smallest", tol=1e-7)
+    assert eigenvalues[0] < 0, "the test needs a saddle"
+    assert math.isclose(m.value, float(eigenvalues[0]), rel_tol=1e-6)
+    np.testing.assert_allclose(m.details["eigenvalues"], eigenvalues[:2].flip(0).numpy(), rtol=1e-6)
+
+
+def test_both_ends_give_lambda_max_as_value_and_lambda_min_in_details():
+    _, eigenvalues = exact("mlp_layernorm", "train")
+    s = subject("mlp_layernorm", "train")
+    m = sharpness(s, k=2, which="both", tol=1e-7, return_vectors=True, per_layer=True)
+    assert math.isclose(m.value, float(eigenvalues[-1]), rel_tol=1e-6)
+    assert math.isclose(m.details["lambda_min"], float(eigenvalues[0]), rel_tol=1e-6)
+    want = torch.cat([eigenvalues[-2:].flip(0), eigenvalues[:2].flip(0)]).numpy()
+    np.testing.assert_allclose(m.details["eigenvalues"], want, rtol=1e-6)
+    assert m.details["eigenvectors"].shape == (4, s.num_params)
+    assert m.settings["which"] == "both"
+
+
+def test_trace_accepts_the_old_option_name_with_a_note():
+    s = subject("mlp_batchnorm", "train")
+    old = hessian_trace(s, num_matvecs=12)
+    new = hessian_trace(s, num_probes=12)
+    assert old.value == new.value and old.settings["num_probes"] == 12
+    assert "num_matvecs" not in old.settings
+    assert any("'num_matvecs' is now called 'num_probes'" in n for n in old.notes)
+    with pytest.raises(ConfigError, match="give 'num_probes' only"):
+        hessian_trace(s, num_matvecs=12, num_probes=12)
