@@ -138,7 +138,7 @@ class Subject:
         >>> x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
         >>> s = Subject(model, (x, y), loss="cross_entropy", bn_mode="train")
         >>> s.num_params
-        99
+        83
     """
 
     def __init__(
