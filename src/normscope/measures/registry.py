@@ -359,16 +359,3 @@ def names() -> list[str]:
     """All registered measure names, sorted."""
     return sorted(_REGISTRY)
 
-
-__all__ = [
-    "WARM_START_OPTIONS",
-    "MeasureInfo",
-    "Option",
-    "batch_norm_notes",
-    "check_options",
-    "fresh_running_stats",
-    "get",
-    "info",
-    "names",
-    "register",
-]
