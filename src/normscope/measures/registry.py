@@ -261,10 +261,10 @@ def _check_subject(measure: MeasureInfo, subject: Any) -> None:
             "loss=...)."
         )
     if measure.needs_labels and getattr(getattr(subject, "data", None), "y", 0) is None:
+        free = ", ".join(n for n in names() if not _REGISTRY[n].needs_labels)
         raise DataError(
             f"measure {measure.name!r} needs labels or targets, and the Subject's data has "
-            "none: give targets, or take a measure that needs none (input_lipschitz, "
-            "isometry_gap)."
+            f"none: give targets, or take a measure that needs none ({free})."
         )
 
 
