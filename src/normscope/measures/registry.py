@@ -358,4 +358,3 @@ def info(name: str) -> MeasureInfo:
 def names() -> list[str]:
     """All registered measure names, sorted."""
     return sorted(_REGISTRY)
-
