@@ -328,7 +328,7 @@ def trace_and_density(model, x, y) -> list[str]:
 
     tasks = {
         "trace": {
-            "normscope (Hutch++)": ns(lambda: hessian_trace(s, num_matvecs=TRACE_PRODUCTS)),
+            "normscope (Hutch++)": ns(lambda: hessian_trace(s, num_probes=TRACE_PRODUCTS)),
             "PyHessian (Hutchinson, tol 1e-3)": lambda: float(
                 np.mean(pyh().trace(maxIter=TRACE_PRODUCTS, tol=DEFAULT_TOL))
             ),

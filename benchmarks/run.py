@@ -23,6 +23,7 @@ BENCHMARKS = {
     "lipschitz": ["bench_lipschitz.py", "--out", str(RESULTS / "lipschitz.md")],
     "tracking": ["bench_tracking.py", "--out", str(RESULTS / "tracking.md")],
     "sweep": ["bench_sweep.py"],
+    "cli": ["bench_cli.py"],
 }
 HEADER = """# Benchmarks
 

@@ -142,7 +142,7 @@ def test_tuple_dict_and_logits_outputs_measure_like_the_plain_model(kind):
 
 def test_output_fn_picks_an_output_normscope_cannot_read_itself():
     x, y = classification_data(dtype=torch.float64)
-    with pytest.raises(ShapeError, match="'scores'.*output_fn"):
+    with pytest.raises(ShapeError, match=r"'scores'.*output_fn"):
         Subject(_Wrapped("nested"), (x, y))
     s = Subject(_Wrapped("nested"), (x, y), output_fn=lambda out: out["scores"]["main"])
     assert float(s.loss()) == float(Subject(bn_mlp(torch.float64), (x, y)).loss())
@@ -235,7 +235,7 @@ def test_coupling_no_module_declares_is_found_by_a_forward_pass():
 def test_a_batch_of_one_sample_under_batch_statistics_is_a_config_error(how):
     x, y = classification_data(n=9)
     data = (x, y) if how == "batch_size" else DataLoader(TensorDataset(x, y), batch_size=4)
-    with pytest.raises(ConfigError, match="batch 2 .* one sample.*drop_last=True"):
+    with pytest.raises(ConfigError, match=r"batch 2 .* one sample.*drop_last=True"):
         Subject(bn_mlp(), data, batch_size=4 if how == "batch_size" else None)
     Subject(bn_mlp(), data, batch_size=4 if how == "batch_size" else None, bn_mode="eval")
 
@@ -270,7 +270,7 @@ def test_unlabelled_data_runs_the_label_free_measures():
 def test_selecting_a_frozen_parameter_says_it_is_frozen():
     model = bn_mlp()
     model[0].weight.requires_grad_(False)
-    with pytest.raises(ModelError, match="frozen.*requires_grad_"):
+    with pytest.raises(ModelError, match=r"frozen.*requires_grad_"):
         Subject(model, classification_data(), params="0.weight")
 
 

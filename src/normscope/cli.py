@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,7 @@ from rich.table import Table
 
 import normscope
 from normscope.auditing.command import register as register_audit
-from normscope.errors import ConfigError, NormscopeError
+from normscope.errors import ConfigError, NormscopeError, unknown_name
 from normscope.measurement import Measurement
 from normscope.sanitize import console as new_console
 
@@ -47,12 +46,20 @@ console = new_console()
 err_console = new_console(stderr=True)
 
 
-class ListKind(StrEnum):
-    nets = "nets"
-    norms = "norms"
-    data = "data"
-    measures = "measures"
-    all = "all"
+LIST_KINDS = ("nets", "norms", "data", "measures", "all")
+BACKENDS = ("local", "ray")
+EXPORT_FORMATS = ("csv", "parquet")
+
+
+def _choice(what: str, value: str, choices: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``choices``, else an UnknownNameError with the closest.
+
+    Choices are plain strings checked here rather than click choices, so that a wrong
+    one gets the same "did you mean" as every other name in normscope.
+    """
+    if value not in choices:
+        raise unknown_name(what, value, choices)
+    return value
 
 
 def _version(value: bool) -> None:
@@ -86,12 +93,13 @@ def _catalogue() -> dict[str, list[tuple[str, str]]]:
 
 @app.command("list")
 def list_(
-    kind: Annotated[ListKind, typer.Argument(help="What to list.")] = ListKind.all,
+    kind: Annotated[str, typer.Argument(help=f"What to list: {', '.join(LIST_KINDS)}.")] = "all",
 ) -> None:
     """List the available networks, normalization kinds, data sources or measures."""
+    _choice("list kind", kind, LIST_KINDS)
     catalogue = _catalogue()
     for section, rows in catalogue.items():
-        if kind not in (ListKind.all, ListKind(section)):
+        if kind not in ("all", section):
             continue
         table = Table(title=section, show_header=False, box=None)
         for name, text in rows:
@@ -103,22 +111,12 @@ DB_HELP = "Results store (SQLite file)."
 DEFAULT_DB = Path("results") / "normscope.db"
 
 
-class Backend(StrEnum):
-    local = "local"
-    ray = "ray"
-
-
-class ExportFormat(StrEnum):
-    csv = "csv"
-    parquet = "parquet"
-
-
 @app.command()
 def run(
     spec: Annotated[Path, typer.Argument(help="Experiment spec (TOML).")],
     db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = DEFAULT_DB,
     workers: WorkersOption = DEFAULT_WORKERS,
-    backend: Annotated[Backend, typer.Option(help="Where runs execute.")] = Backend.local,
+    backend: Annotated[str, typer.Option(help="Where runs execute: local or ray.")] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (with --backend ray).")
     ] = None,
@@ -133,6 +131,7 @@ def run(
     """
     from normscope.experiments import Store, load_spec, run_experiment
 
+    _choice("backend", backend, BACKENDS)
     parsed, text = load_spec(spec)
     with Store(db) as store:
         summary = run_experiment(
@@ -141,7 +140,7 @@ def run(
             spec_toml=text,
             source=str(spec),
             workers=workers,
-            backend=backend.value,
+            backend=backend,
             address=address,
             retry_failed=retry_failed,
             quiet=quiet,
@@ -328,17 +327,18 @@ def report(
 @app.command()
 def export(
     db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = (
-        ExportFormat.csv
-    ),
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="File format: csv or parquet.")
+    ] = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
 ) -> None:
     """Export the tidy results table (one row per measurement) as CSV or Parquet."""
     from normscope.experiments.frames import default_export_path, export_table
 
-    out = output or default_export_path(db, format.value)
-    rows = export_table(db, out, format.value, experiment)
+    _choice("export format", format, EXPORT_FORMATS)
+    out = output or default_export_path(db, format)
+    rows = export_table(db, out, format, experiment)
     console.print(f"{rows} rows written to {escape(str(out))}")
 
 
@@ -431,27 +431,92 @@ def reproduce(
 register_audit(app)
 
 
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes of the command-line parser, whichever click Typer runs on.
+
+    Typer 0.29 raises the classes of its own copy of click (all subclasses of
+    ``typer.TyperException``); earlier releases raise those of the ``click`` package.
+    """
+    types: list[type[BaseException]] = []
+    if hasattr(typer, "TyperException"):
+        types.append(typer.TyperException)
+    try:
+        import click
+    except ImportError:
+        pass
+    else:
+        types.append(click.ClickException)
+    return tuple(types)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def usage_message(err: BaseException) -> str | None:
+    """The one-line message for a usage error from any layer, or None for a bug.
+
+    normscope's own errors carry their message; the parser's (a missing argument, an
+    unknown option, a value of the wrong type) name the command's help; a pydantic
+    validation error that escaped our wrapping lists each field and problem.
+    """
+    if isinstance(err, NormscopeError):
+        return _one_line(str(err))
+    if isinstance(err, _usage_error_types()):
+        ctx = getattr(err, "ctx", None)
+        command = getattr(ctx, "command_path", None)
+        hint = f" (see '{command} --help')" if command else ""
+        return _one_line(err.format_message()) + hint
+    if type(err).__module__.startswith("pydantic") and hasattr(err, "errors"):
+        problems = [
+            f"{'.'.join(map(str, e.get('loc', ()))) or 'input'}: {e.get('msg', '')}"
+            for e in err.errors()
+        ]
+        return _one_line("; ".join(problems))
+    return None
+
+
+def _exit_code(err: BaseException) -> int | None:
+    """The status of an exception that only ends the program (typer.Exit, help shown)."""
+    if isinstance(err, typer.Exit):
+        return err.exit_code
+    code = getattr(err, "exit_code", None)
+    if type(err).__name__ == "Exit" and isinstance(code, int):  # click.exceptions.Exit
+        return code
+    return None
+
+
 def main() -> None:
-    """Entry point: run the app, turning user errors into a message and exit status 2."""
+    """Entry point: run the app, turning every usage error into one line and exit status 2.
+
+    Whichever layer raises it (the command-line parser, pydantic, normscope), a usage
+    error prints ``error: <message>`` on one line of stderr, with no traceback.
+    """
     try:
         # Without standalone mode click returns typer.Exit's code instead of raising it.
         code = app(standalone_mode=False)
-    except NormscopeError as err:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(err))}")
-        sys.exit(2)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted: finished runs are stored; run the same command to resume")
         sys.exit(130)
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(1)
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(2)
-        raise
+    except Exception as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # `normscope` alone: show the help
+            console.print(err.format_message(), markup=False, highlight=False)
+            sys.exit(0)
+        status = _exit_code(err)
+        if status is not None:
+            sys.exit(status)
+        message = usage_message(err)
+        if message is None:
+            raise
+        err_console.print(
+            f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False
+        )
+        sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

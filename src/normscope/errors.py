@@ -38,11 +38,34 @@ class StoreError(NormscopeError):
     """A results store that cannot be opened, read or written."""
 
 
+def closest_first(name: object, valid: Iterable[str]) -> list[str]:
+    """``valid`` ordered by similarity to ``name`` (case-insensitive), most similar first.
+
+    Equally similar names keep alphabetical order, so the order is stable.
+    """
+    key = str(name).lower()
+    return sorted(
+        sorted(valid), key=lambda v: -difflib.SequenceMatcher(None, key, v.lower()).ratio()
+    )
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the valid name closest to ``name``, or ``""`` if none is.
+
+    Case is ignored, so ``"Tru"`` finds ``"true"``.
+    """
+    by_lower = {}
+    for v in sorted(valid):
+        by_lower.setdefault(v.lower(), v)
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1)
+    return f" Did you mean {by_lower[close[0]]!r}?" if close else ""
+
+
 def unknown_name(kind: str, name: object, valid: Iterable[str]) -> UnknownNameError:
-    """Build an :class:`UnknownNameError` that lists the valid names and the closest one."""
-    valid = sorted(valid)
-    close = difflib.get_close_matches(str(name), valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    """Build an :class:`UnknownNameError` that names the closest valid name and lists
+    every valid one, closest first."""
+    valid = list(valid)
     return UnknownNameError(
-        f"unknown {kind} {name!r}.{hint} Valid {kind} names: {', '.join(valid)}."
+        f"unknown {kind} {name!r}.{did_you_mean(name, valid)} Valid {kind} names: "
+        f"{', '.join(closest_first(name, valid))}."
     )

@@ -7,10 +7,10 @@ from normscope.auditing.variants import (
     VARIANTS,
     build_variants,
     check_bn_modes,
-    fresh_running_stats,
     runs_of,
 )
 from normscope.errors import ConfigError, UnknownNameError
+from normscope.measures.registry import fresh_running_stats
 from normscope.testing import changes, model_state
 
 from tests.audit.models import TinyResNet, TinyTransformer, bn_mlp, plain_mlp, seeded

@@ -38,7 +38,7 @@ def test_unknown_measure_is_unknown_name_error_with_closest_name():
 
 def test_measure_option_not_in_its_signature_is_rejected():
     bad = TINY.replace('name = "loss"', 'name = "loss"\nk = 3')
-    with pytest.raises(ConfigError, match="measure 'loss' has no option 'k'"):
+    with pytest.raises(UnknownNameError, match="measure 'loss' has no option 'k'"):
         parse_spec(bad, source="x.toml")
 
 

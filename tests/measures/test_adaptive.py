@@ -34,7 +34,7 @@ def test_worst_case_for_small_radius_is_first_order():
 def test_average_case_equals_direct_evaluation_of_the_defined_draws():
     s = subject("cnn_batchnorm", "train")
     rho, n = 0.2, 6
-    m = adaptive_sharpness(s, rho=rho, kind="average", num_samples=n, seed=4)
+    m = adaptive_sharpness(s, rho=rho, kind="average", num_probes=n, seed=4)
     theta = s.theta
     z = torch.randn(
         (n, theta.numel()), generator=torch.Generator().manual_seed(4), dtype=torch.float64
@@ -57,8 +57,8 @@ def test_adaptive_sharpness_is_invariant_to_rescaling_a_scale_invariant_layer(ki
             model[0].bias.mul_(c)
         return Subject(model, data())
 
-    a = adaptive_sharpness(rescaled(1.0), kind=kind, num_samples=8)
-    b = adaptive_sharpness(rescaled(4.0), kind=kind, num_samples=8)
+    a = adaptive_sharpness(rescaled(1.0), kind=kind, num_probes=8)
+    b = adaptive_sharpness(rescaled(4.0), kind=kind, num_probes=8)
     assert math.isclose(a.value, b.value, rel_tol=1e-6)
     raw_a, raw_b = sharpness(rescaled(1.0)).value, sharpness(rescaled(4.0)).value
     assert not math.isclose(raw_a, raw_b, rel_tol=1e-2)

@@ -1,29 +1,17 @@
-"""One battery every registered measure passes (scikit-learn's common-checks idea)."""
+"""One battery every registered measure passes (scikit-learn's common-checks idea):
+:mod:`normscope.testing`, parametrized over ``measures.names()`` and its checks."""
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import pytest
-import torch
 
 import normscope
 from normscope import measures
-from normscope.testing import changes, model_state
+from normscope.testing import CHECKS, changes, check_measure, invalid_options, model_state
 
 from tests import zoo
-from tests.helpers import bn_mlp, classification_data
-
-
-def _subject(dtype, bn_mode="train"):
-    x, y = classification_data(dtype=dtype)
-    return normscope.Subject(bn_mlp(dtype), (x, y), loss="cross_entropy", bn_mode=bn_mode)
-
-
-def _run(name, subject, **extra):
-    info = measures.info(name)
-    return info.fn(subject, **{**info.quick, **extra})
 
 
 def test_registry_is_not_empty_and_names_are_sorted():
@@ -31,47 +19,40 @@ def test_registry_is_not_empty_and_names_are_sorted():
     assert measures.names() == sorted(measures.names())
 
 
+@pytest.mark.parametrize("check", list(CHECKS))
 @pytest.mark.parametrize("name", measures.names())
-def test_options_are_keyword_only_with_defaults(name):
-    params = list(inspect.signature(measures.get(name)).parameters.values())
-    assert params[0].kind in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD)
-    for p in params[1:]:
-        assert p.kind == p.KEYWORD_ONLY, f"{name}: option {p.name} must be keyword-only"
-        assert p.default is not p.empty, f"{name}: option {p.name} needs a default"
+def test_measure_passes_check(name, check):
+    CHECKS[check](name)
 
 
-@pytest.mark.parametrize("bn_mode", ["train", "eval"])
-@pytest.mark.parametrize("name", measures.names())
-def test_measure_leaves_model_untouched(name, bn_mode):
-    s = _subject(torch.float32, bn_mode)
-    s.model.train()
-    s.model[0].weight.grad = torch.ones_like(s.model[0].weight)
-    before = model_state(s.model)
-    _run(name, s)
-    assert changes(before, s.model) == []
+def test_the_battery_tries_at_least_100_invalid_option_values():
+    tried = [(n, o, v) for n in measures.names() for o, v in invalid_options(n)]
+    assert len(tried) >= 100
+    assert len({n for n, *_ in tried}) == len(measures.names()) - 1  # `loss` takes none
 
 
-@pytest.mark.parametrize("name", measures.names())
-def test_measure_is_deterministic_under_a_seed(name):
-    a = _run(name, _subject(torch.float64))
-    b = _run(name, _subject(torch.float64))
-    assert a.value == b.value or (math.isnan(a.value) and math.isnan(b.value))
+class _AnythingGoes:
+    """A broken declaration: claims to refuse -1 but allows everything."""
+
+    def allows(self, value):
+        return True
+
+    def refused(self):
+        return [-1.0]
 
 
-@pytest.mark.parametrize("name", measures.names())
-def test_measure_records_settings_and_cost_in_float64(name):
-    m = _run(name, _subject(torch.float64))
-    assert m.name == name
-    assert isinstance(m.value, float)
-    assert math.isfinite(m.value) or m.notes, "a non-finite value must come with a note"
-    assert m.settings["bn_mode"] == "train"
-    assert m.settings["dtype"] == "float64"
-    assert m.cost["seconds"] >= 0
-    assert len(m.cost) >= 2, "cost must count the products it used"
+def test_check_measure_names_the_failing_check(monkeypatch):
+    """A measure that lets an invalid value through fails with the check's name."""
+    info = measures.info("landscape")
+    options = dict(info.options) | {"span": type(info.options["span"])(1.0, _AnythingGoes())}
+    monkeypatch.setattr(measures.registry, "_REGISTRY", dict(measures.registry._REGISTRY))
+    measures.registry._REGISTRY["landscape"] = type(info)(**{**info.__dict__, "options": options})
+    with pytest.raises(AssertionError, match=r"fails check refuses_invalid_options: .*span=-1"):
+        check_measure("landscape")
 
 
 # Per-layer options run one Lanczos per module: on the zoo's transformers (dozens of
-# modules) they would dominate the suite, and they are checked on the MLP above.
+# modules) they would dominate the suite, and the battery above checks them on an MLP.
 ZOO_OVERRIDES = {"per_layer": False}
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from normscope.curvature import dense_hessian, parameter_blocks
+from normscope.errors import ConfigError
 from normscope.measures.sharpness import hessian_density, hessian_trace, sharpness
 
 from tests.curvature.models import MODELS, subject
@@ -69,7 +70,7 @@ def test_hutchinson_trace_is_unbiased_over_seeds():
     h, _ = exact("mlp_batchnorm", "train")
     s = subject("mlp_batchnorm", "train")
     estimates = [
-        hessian_trace(s, method="hutchinson", num_matvecs=8, seed=i).value for i in range(40)
+        hessian_trace(s, method="hutchinson", num_probes=8, seed=i).value for i in range(40)
     ]
     mean, error = np.mean(estimates), np.std(estimates, ddof=1) / math.sqrt(len(estimates))
     assert abs(mean - float(torch.trace(h))) < 3 * error
@@ -81,7 +82,7 @@ def test_hutchpp_beats_hutchinson_on_a_real_hessian_with_the_same_products():
     truth = float(torch.trace(h))
 
     def rms_error(method):
-        runs = [hessian_trace(s, method=method, num_matvecs=24, seed=i) for i in range(12)]
+        runs = [hessian_trace(s, method=method, num_probes=24, seed=i) for i in range(12)]
         assert all(r.cost["hvp"] == 24 for r in runs)
         return math.sqrt(np.mean([(r.value - truth) ** 2 for r in runs]))
 
@@ -89,7 +90,7 @@ def test_hutchpp_beats_hutchinson_on_a_real_hessian_with_the_same_products():
 
 
 def test_trace_reports_standard_error():
-    m = hessian_trace(subject("mlp_layernorm", "train"), num_matvecs=30)
+    m = hessian_trace(subject("mlp_layernorm", "train"), num_probes=30)
     assert m.details["standard_error"] > 0 and m.settings["method"] == "hutchpp"
 
 
@@ -113,3 +114,35 @@ def test_density_trace_is_the_hutchinson_estimate_of_the_same_probes():
     ]
     error = np.std(runs, ddof=1) / math.sqrt(len(runs))
     assert abs(np.mean(runs) - float(torch.trace(h))) < 3 * error
+
+
+@pytest.mark.parametrize(("name", "bn_mode"), [("mlp_batchnorm", "train"), ("residual", "eval")])
+def test_smallest_eigenvalues_match_the_finite_difference_hessian(name, bn_mode):
+    _, eigenvalues = exact(name, bn_mode)
+    m = sharpness(subject(name, bn_mode), k=2, which="smallest", tol=1e-7)
+    assert eigenvalues[0] < 0, "the test needs a saddle"
+    assert math.isclose(m.value, float(eigenvalues[0]), rel_tol=1e-6)
+    np.testing.assert_allclose(m.details["eigenvalues"], eigenvalues[:2].flip(0).numpy(), rtol=1e-6)
+
+
+def test_both_ends_give_lambda_max_as_value_and_lambda_min_in_details():
+    _, eigenvalues = exact("mlp_layernorm", "train")
+    s = subject("mlp_layernorm", "train")
+    m = sharpness(s, k=2, which="both", tol=1e-7, return_vectors=True, per_layer=True)
+    assert math.isclose(m.value, float(eigenvalues[-1]), rel_tol=1e-6)
+    assert math.isclose(m.details["lambda_min"], float(eigenvalues[0]), rel_tol=1e-6)
+    want = torch.cat([eigenvalues[-2:].flip(0), eigenvalues[:2].flip(0)]).numpy()
+    np.testing.assert_allclose(m.details["eigenvalues"], want, rtol=1e-6)
+    assert m.details["eigenvectors"].shape == (4, s.num_params)
+    assert m.settings["which"] == "both"
+
+
+def test_trace_accepts_the_old_option_name_with_a_note():
+    s = subject("mlp_batchnorm", "train")
+    old = hessian_trace(s, num_matvecs=12)
+    new = hessian_trace(s, num_probes=12)
+    assert old.value == new.value and old.settings["num_probes"] == 12
+    assert "num_matvecs" not in old.settings
+    assert any("'num_matvecs' is now called 'num_probes'" in n for n in old.notes)
+    with pytest.raises(ConfigError, match="give 'num_probes' only"):
+        hessian_trace(s, num_matvecs=12, num_probes=12)

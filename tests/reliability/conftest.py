@@ -12,11 +12,12 @@ import pytest
 from tests.experiments.conftest import TINY  # valid and cheap: 4 runs of `loss`
 
 ROOT = Path(__file__).parents[2]
-NORMSCOPE = ROOT / ".venv" / "bin" / "normscope"
+NORMSCOPE = Path(sys.executable).parent / "normscope"
 
 
 def normscope_command() -> list[str]:
-    """The installed console script, or the module when the venv has no script."""
+    """The console script installed beside the running Python (whichever venv runs the
+    tests), or the module when there is no script."""
     if NORMSCOPE.exists():
         return [str(NORMSCOPE)]
     return [sys.executable, "-m", "normscope.cli"]

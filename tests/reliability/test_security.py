@@ -25,6 +25,9 @@ FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 # Package-internal module discovery (own subpackages by name) and the audit loader of
 # the one file the user names are the only dynamic imports allowed.
 IMPORT_MODULE_FILES = {
+    # lazy attributes: module names from fixed tables in the file, never from input
+    "__init__.py",
+    "auditing/__init__.py",
     "measures/__init__.py",
     "experiments/training.py",
     "experiments/theory_columns.py",

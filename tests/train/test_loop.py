@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+import normscope
 from normscope import Subject
 from normscope.errors import ConfigError, UnknownNameError
 from normscope.testing import model_state
@@ -133,3 +134,33 @@ def test_tracker_budget_stops_tracking_with_a_note():
 def test_tracker_rejects_options_for_untracked_measures():
     with pytest.raises(ConfigError, match="not tracked"):
         Tracker(["loss"], options={"sharpness": {"k": 2}})
+
+
+def test_tracker_on_other_data_keeps_every_subject_setting():
+    """Measured on a test split, the Subject keeps batch_size, params, loss and bn_mode:
+    the same batch-norm statistics as the same measure taken on that split directly."""
+    x, y = classification_data(n=32, dtype=torch.float64)
+    test = classification_data(n=16, seed=5, dtype=torch.float64)
+    s = Subject(bn_mlp(torch.float64), (x, y), loss="mse", batch_size=8, params=["0.*", "3.*"])
+    seen = []
+    tracker = Tracker(["loss"], data=test, on_measurement=lambda _s, _n, m: seen.append(m))
+    tracker.step(s, 0)
+    direct = normscope.measures.loss(
+        Subject(s.model, test, loss="mse", batch_size=8, params=["0.*", "3.*"])
+    )
+    assert seen[0].settings == direct.settings and seen[0].value == direct.value
+    assert seen[0].settings["batch_size"] == 8 and seen[0].settings["num_samples"] == 16
+
+
+def test_tracker_passes_lr_only_to_measures_declared_to_take_it():
+    x, y = classification_data(n=16, dtype=torch.float64)
+    s = Subject(_scale_invariant_net(), (x, y), params=["0.*"])
+    seen = {}
+    tracker = Tracker(
+        ["loss", "spherical_sharpness"],
+        on_measurement=lambda _s, name, m: seen.setdefault(name, m),
+        options={"spherical_sharpness": {"tol": 1e-3}},
+    )
+    tracker.step(s, 0, lr=0.05)
+    assert seen["spherical_sharpness"].settings["lr"] == 0.05
+    assert "lr" not in seen["loss"].settings

@@ -21,7 +21,6 @@ to the notes.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +57,8 @@ class Plan:
 
 
 def accepts(name: str, option: str) -> bool:
-    """Whether measure ``name`` takes keyword ``option``."""
-    return option in inspect.signature(measures.get(name)).parameters
+    """Whether measure ``name`` takes keyword ``option`` (as declared in the registry)."""
+    return option in measures.info(name).options
 
 
 def options_for(name: str, tier: str) -> dict[str, Any]:

@@ -1,32 +1,52 @@
-"""The ``normscope audit`` command; :func:`register` adds it to a Typer app."""
+"""The ``normscope audit`` command; :func:`register` adds it to a Typer app.
+
+Importing this module loads neither torch nor the audit machinery (they are imported
+when the command runs), so ``normscope --help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from normscope import data as datasets
-from normscope.auditing.factory import FORMAT, load_model
-from normscope.auditing.render import print_result
-from normscope.auditing.run import audit
-from normscope.auditing.variants import VARIANTS
-from normscope.data.dataset import Dataset
+from normscope.auditing.factory import FORMAT
 from normscope.errors import ConfigError, NormscopeError, ShapeError, UnknownNameError
-from normscope.experiments.store import DEFAULT_PATH
 from normscope.outputs import check_output
 from normscope.sanitize import console as new_console
 from normscope.sanitize import rich_markup as escape
-from normscope.subject import BN_MODES
+
+if TYPE_CHECKING:
+    from normscope.data.dataset import Dataset
 
 FOLDER_SOURCES = {"mnist": "train-images-idx3-ubyte", "cifar10": "data_batch_1.bin"}
 """Data sets read from a folder, told apart by a file only they hold."""
 
 
+def _all_variants() -> str:
+    from normscope.auditing.variants import VARIANTS
+
+    return ",".join(VARIANTS)
+
+
+def _all_bn_modes() -> str:
+    from normscope.subject import BN_MODES
+
+    return ",".join(BN_MODES)
+
+
+def _default_store() -> Path:
+    from normscope.experiments.store import DEFAULT_PATH
+
+    return DEFAULT_PATH
+
+
 def _folder_source(folder: Path) -> str:
+    from normscope import data as datasets
+
     for name, marker in FOLDER_SOURCES.items():
         if any(folder.glob(f"{marker}*")) or any(folder.glob(f"*/{marker}*")):
             return name
@@ -64,6 +84,8 @@ def _reshape(dataset: Dataset, shape: tuple[int, ...]) -> Dataset:
 
 def load_data(source: str, n: int, seed: int, shape: tuple[int, ...] | None) -> Dataset:
     """Data set ``source`` (a name or a folder of MNIST / CIFAR-10 files), reshaped."""
+    from normscope import data as datasets
+
     if source in datasets.names():
         options = {"dim": math.prod(shape)} if source == "gaussian" and shape else {}
         dataset = datasets.load(source, n=n, seed=seed, **options)
@@ -110,20 +132,33 @@ def audit_command(
     measures: Annotated[
         str | None, typer.Option(help="Comma-separated measures (default: the audit's list).")
     ] = None,
-    variants: Annotated[str, typer.Option(help="Comma-separated variants.")] = ",".join(VARIANTS),
+    variants: Annotated[
+        str | None, typer.Option(help="Comma-separated variants (default: all of them).")
+    ] = None,
     bn_modes: Annotated[
-        str, typer.Option("--bn-modes", help="Batch-norm modes for variants with batch norm.")
-    ] = ",".join(BN_MODES),
+        str | None,
+        typer.Option(
+            "--bn-modes",
+            help="Batch-norm modes for variants with batch norm (default: train,eval).",
+        ),
+    ] = None,
     budget_seconds: Annotated[
         float | None,
         typer.Option("--budget-seconds", help="Time cap; cheaper settings are chosen to fit it."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of data and measures.")] = 0,
-    db: Annotated[Path, typer.Option(help="Results store (SQLite file).")] = DEFAULT_PATH,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="Results store (SQLite file; default: results/normscope.db)."),
+    ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML page here.")] = None,
 ) -> None:
     """Measure what a model's normalization layers do: the same measures on the model as
     given, without normalization, with batch norm swapped, and in train / eval mode."""
+    from normscope.auditing.factory import load_model
+    from normscope.auditing.render import print_result
+    from normscope.auditing.run import audit
+
     console, errors = new_console(), new_console(stderr=True)
     try:
         if html is not None:
@@ -145,20 +180,22 @@ def audit_command(
                 dataset,
                 loss=loss,
                 measures=_names(measures),
-                variants=_names(variants) or [],
-                bn_modes=_names(bn_modes) or [],
+                variants=_names(_all_variants() if variants is None else variants) or [],
+                bn_modes=_names(_all_bn_modes() if bn_modes is None else bn_modes) or [],
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
                 progress=lambda text: status.update(escape(text)),
             )
         print_result(result, console)
+        db = _default_store() if db is None else db
         experiment = result.save(db)
         console.print(f"stored as {escape(experiment)} in {escape(str(db))}")
         if html is not None:
             console.print(f"HTML written to {escape(str(result.write_html(html)))}")
     except NormscopeError as err:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(err))}")
+        message = " ".join(str(err).split())
+        errors.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -12,11 +12,12 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from normscope.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT = "path/to/file.py:function"
 
@@ -87,6 +88,8 @@ def load_model(reference: str) -> tuple[nn.Module, Any, str]:
             f"{function}() in {str(path)!r} raised {type(err).__name__}: {err}. It is called "
             "with no arguments and must return a torch.nn.Module or (model, data)."
         ) from None
+    from torch import nn
+
     model, data = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not isinstance(model, nn.Module):
         raise ModelError(

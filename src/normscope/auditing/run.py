@@ -35,7 +35,6 @@ from normscope.auditing.variants import (
     check_bn_modes,
     check_variants,
     copy_model,
-    fresh_running_stats,
     runs_of,
 )
 from normscope.errors import ConfigError, ModelError
@@ -210,10 +209,11 @@ def _model_notes(
         notes.append(NO_NORM_NOTE)
     elif "batch" not in kinds and any(v.startswith("bn_to_") for v in requested):
         notes.append("no batch norm layer found: the bn_to_* variants were skipped")
-    if any(r.bn_mode == "eval" for r in runs) and fresh_running_stats(model):
+    fresh = registry.fresh_running_stats(model)
+    if any(r.bn_mode == "eval" for r in runs) and fresh:
         notes.append(
             "batch norm running statistics are still at their initial values (mean 0, "
-            "variance 1) in layers " + ", ".join(fresh_running_stats(model)) + ": in eval "
+            "variance 1) in layers " + ", ".join(fresh) + ": in eval "
             "mode they normalize nothing until the model is trained"
         )
     skipped = [v.name for v in variants if v.model is None]

@@ -132,20 +132,3 @@ def runs_of(variants: Sequence[Variant], bn_modes: Sequence[str]) -> list[Run]:
         modes = check_bn_modes(bn_modes) if variant.has_batch_norm else ("",)
         out += [Run(variant, mode) for mode in modes]
     return out
-
-
-def fresh_running_stats(model: nn.Module) -> list[str]:
-    """Batch-norm layers whose running statistics are still at their initial values.
-
-    In eval mode such a layer computes (x - 0) / sqrt(1 + eps): it normalizes nothing, so
-    eval-mode numbers of an untrained model say little about a trained one.
-    """
-    fresh = []
-    for name, module in model.named_modules():
-        mean = getattr(module, "running_mean", None)
-        var = getattr(module, "running_var", None)
-        if not is_batch_norm(module) or mean is None or var is None:
-            continue
-        if torch.equal(mean, torch.zeros_like(mean)) and torch.equal(var, torch.ones_like(var)):
-            fresh.append(name)
-    return fresh

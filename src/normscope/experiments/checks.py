@@ -4,9 +4,6 @@ measure options, sweep paths. Every error names the spec file and the field path
 from __future__ import annotations
 
 import difflib
-import inspect
-from collections.abc import Callable
-from typing import Any
 
 from normscope.errors import ConfigError, NormscopeError
 from normscope.experiments import theory_columns
@@ -20,20 +17,6 @@ def _context(source: str, path: str, err: NormscopeError) -> NormscopeError:
     return type(err)(f"{source}: {path}: {err}")
 
 
-def _check_options(fn: Callable[..., Any], options: dict[str, Any], what: str) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(
-                f"{what} has no option {key!r}.{hint} Valid options: {', '.join(valid) or 'none'}."
-            )
-
-
 def check_measures(spec: Spec, source: str) -> None:
     from normscope import measures
 
@@ -41,8 +24,7 @@ def check_measures(spec: Spec, source: str) -> None:
     for i, m in enumerate(spec.measure):
         path = f"measure[{i}]"
         try:
-            info = measures.info(m.name)
-            _check_options(info.fn, m.options, f"measure {m.name!r}")
+            measures.check_options(m.name, m.options)
         except NormscopeError as err:
             raise _context(source, path, err) from None
         _check_measure_fields(spec, m, source, path)

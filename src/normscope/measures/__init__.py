@@ -7,10 +7,18 @@ living in a file of ``normscope/measures/``.
 import importlib
 import pkgutil
 
-from normscope.measures.registry import MeasureInfo, get, info, names, register
+from normscope.measures.registry import (
+    MeasureInfo,
+    check_options,
+    fresh_running_stats,
+    get,
+    info,
+    names,
+    register,
+)
 
 for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "registry":
+    if _module.name not in ("registry", "constraints"):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 # normscope.measures.sharpness(...) etc.: every registered function is an attribute of
@@ -18,4 +26,13 @@ for _module in pkgutil.iter_modules(__path__):
 # full path; the package attribute is the function, which is what users call.
 globals().update({_name: get(_name) for _name in names()})
 
-__all__ = ["MeasureInfo", "get", "info", "names", "register", *names()]
+__all__ = [
+    "MeasureInfo",
+    "check_options",
+    "fresh_running_stats",
+    "get",
+    "info",
+    "names",
+    "register",
+    *names(),
+]

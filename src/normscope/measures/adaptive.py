@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from normscope.curvature.operator import batched
-from normscope.errors import unknown_name
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import COUNT, POSITIVE, SEED, Choice, Integer
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -48,7 +48,15 @@ def losses_at(subject: Subject, thetas: torch.Tensor, meter: CostMeter) -> torch
     "adaptive_sharpness",
     family="sharpness",
     paper="kwon2021 (ASAM)",
-    quick={"steps": 3, "num_samples": 4},
+    quick={"steps": 3, "num_probes": 4},
+    renamed={"num_samples": "num_probes"},
+    options={
+        "rho": POSITIVE,
+        "kind": Choice(KINDS),
+        "steps": Integer(low=0),
+        "num_probes": COUNT,
+        "seed": SEED,
+    },
 )
 def adaptive_sharpness(
     subject: Subject,
@@ -56,7 +64,7 @@ def adaptive_sharpness(
     rho: float = 0.05,
     kind: str = "worst",
     steps: int = 10,
-    num_samples: int = 32,
+    num_probes: int = 32,
     seed: int = 0,
 ) -> Measurement:
     """Worst-case or average loss increase in the ``|theta|``-scaled ball of radius ``rho``.
@@ -72,26 +80,17 @@ def adaptive_sharpness(
     ``kind="average"``: ``E_z [L(theta + delta) - L(theta)]`` with
     ``delta = rho |theta| * z / sqrt(P)``, ``z ~ N(0, I_P)``, so that
     ``E ||delta / |theta| ||^2 = rho^2`` (for ``theta`` without zeros): the same radius as
-    the worst case, in mean square. Estimated with ``num_samples`` seeded draws, all
+    the worst case, in mean square. Estimated with ``num_probes`` seeded draws, all
     evaluated in vmapped batches; ``details["standard_error"]`` is its standard error. For
     small ``rho`` it is ``rho^2 / (2P) sum_i theta_i^2 H_ii`` (second order).
     """
-    if kind not in KINDS:
-        raise unknown_name("adaptive sharpness kind", kind, KINDS)
     meter = CostMeter()
     theta = subject.theta
     if kind == "worst":
         value, details = _worst_case(subject, theta, rho, steps, seed, meter)
     else:
-        value, details = _average_case(subject, theta, rho, num_samples, seed, meter)
-    settings = subject.describe() | {
-        "rho": rho,
-        "kind": kind,
-        "steps": steps,
-        "num_samples": num_samples,
-        "seed": seed,
-    }
-    return Measurement("adaptive_sharpness", value, details, meter.cost(), settings)
+        value, details = _average_case(subject, theta, rho, num_probes, seed, meter)
+    return Measurement("adaptive_sharpness", value, details, meter.cost())
 
 
 def _unit(v: torch.Tensor, seed: int) -> torch.Tensor:
@@ -122,12 +121,12 @@ def _worst_case(subject, theta, rho, steps, seed, meter) -> tuple[float, dict]:
     return max(increases), details
 
 
-def _average_case(subject, theta, rho, num_samples, seed, meter) -> tuple[float, dict]:
+def _average_case(subject, theta, rho, num_probes, seed, meter) -> tuple[float, dict]:
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn((num_samples, theta.numel()), generator=gen, dtype=torch.float64).to(theta)
+    z = torch.randn((num_probes, theta.numel()), generator=gen, dtype=torch.float64).to(theta)
     delta = rho * theta.abs() * z / math.sqrt(theta.numel())
     base = float(losses_at(subject, theta[None], meter)[0])
     increases = losses_at(subject, theta + delta, meter).double() - base
-    error = float(increases.std() / math.sqrt(num_samples)) if num_samples > 1 else math.nan
+    error = float(increases.std() / math.sqrt(num_probes)) if num_probes > 1 else math.nan
     details = {"increases": increases.cpu().numpy(), "standard_error": error, "loss": base}
     return float(increases.mean()), details

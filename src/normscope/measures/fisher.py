@@ -29,14 +29,15 @@ from torch import Tensor
 
 from normscope.curvature.gram import (
     DEFAULT_MAX_MEMORY_MB,
+    KINDS,
     FisherFactor,
     build_gram,
     hutchinson_traces,
     vectors_per_chunk,
 )
-from normscope.errors import ConfigError
 from normscope.linalg.lanczos import lanczos
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import COUNT, POSITIVE, SEED, TOL, Choice, Integer, Optional
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -101,15 +102,6 @@ def _nonzero(values: Tensor, size: int) -> Tensor:
     """Eigenvalues above the numerical rank threshold ``size * eps * lambda_max``."""
     top = float(values.max()) if values.numel() else 0.0
     return values[values > size * torch.finfo(values.dtype).eps * top]
-
-
-def _check_options(k: int | None, max_gram_size: int, num_probes: int) -> None:
-    if k is not None and k < 1:
-        raise ConfigError(f"k must be a positive number of eigenpairs, got {k}.")
-    if max_gram_size < 1:
-        raise ConfigError(f"max_gram_size must be positive, got {max_gram_size}.")
-    if num_probes < 2:
-        raise ConfigError(f"num_probes must be at least 2, got {num_probes}.")
 
 
 def _dense_spectrum(factor: FisherFactor, k: int, max_memory_mb: float) -> _Spectrum:
@@ -197,7 +189,22 @@ def _lanczos_spectrum(
     return _Spectrum("lanczos", stats, eigvecs, top_diagonal + rest.fisher_diagonal, notes)
 
 
-@register("fisher_spectrum", family="fisher", paper="karakida2019", quick={"k": 3})
+@register(
+    "fisher_spectrum",
+    family="fisher",
+    paper="karakida2019",
+    quick={"k": 3},
+    derives=("k",),
+    options={
+        "kind": Choice(KINDS),
+        "k": Optional(COUNT),
+        "max_memory_mb": POSITIVE,
+        "max_gram_size": COUNT,
+        "tol": TOL,
+        "num_probes": Integer(low=2),
+        "seed": SEED,
+    },
+)
 def fisher_spectrum(
     subject: Subject,
     *,
@@ -240,7 +247,6 @@ def fisher_spectrum(
         num_probes: Hutchinson probes on the Lanczos path.
         seed: seeds the Lanczos start, the probes and the row-scale probe.
     """
-    _check_options(k, max_gram_size, num_probes)
     meter = CostMeter()
     factor = FisherFactor(subject, kind, meter)
     k = subject.num_outputs if k is None else k
@@ -268,21 +274,22 @@ def fisher_spectrum(
         "mean_gradient_overlap": overlaps,
         **_layer_shares(subject, found.fisher_diagonal),
     }
-    settings = subject.describe() | {
-        "kind": kind,
-        "k": k,
-        "max_memory_mb": max_memory_mb,
-        "max_gram_size": max_gram_size,
-        "tol": tol,
-        "num_probes": num_probes,
-        "seed": seed,
-        "path": found.path,
-    }
+    settings = {"k": k, "path": found.path}
     value = float(eigenvalues[0]) if len(eigenvalues) else 0.0
     return Measurement("fisher_spectrum", value, details, meter.cost(), settings, notes)
 
 
-@register("fisher_trace", family="fisher", paper="karakida2019", quick={})
+@register(
+    "fisher_trace",
+    family="fisher",
+    paper="karakida2019",
+    options={
+        "kind": Choice(KINDS),
+        "num_probes": Optional(Integer(low=2)),
+        "max_memory_mb": POSITIVE,
+        "seed": SEED,
+    },
+)
 def fisher_trace(
     subject: Subject,
     *,
@@ -314,15 +321,7 @@ def fisher_trace(
         details["mean_stderr"] = est.trace_stderr / subject.num_params
         notes = [f"Hutchinson with {num_probes} Rademacher probes"]
     details |= {"trace": trace, **_layer_shares(subject, diagonal)}
-    settings = subject.describe() | {
-        "kind": kind,
-        "num_probes": num_probes,
-        "max_memory_mb": max_memory_mb,
-        "seed": seed,
-    }
-    return Measurement(
-        "fisher_trace", trace / subject.num_params, details, meter.cost(), settings, notes
-    )
+    return Measurement("fisher_trace", trace / subject.num_params, details, meter.cost(), {}, notes)
 
 
 def _exact_fisher_diagonal(factor: FisherFactor, chunk: int) -> Tensor:
@@ -334,7 +333,12 @@ def _exact_fisher_diagonal(factor: FisherFactor, chunk: int) -> Tensor:
     )
 
 
-@register("sample_gradient_norms", family="fisher", paper="karakida2019", quick={})
+@register(
+    "sample_gradient_norms",
+    family="fisher",
+    paper="karakida2019",
+    options={"max_memory_mb": POSITIVE},
+)
 def sample_gradient_norms(
     subject: Subject, *, max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
 ) -> Measurement:
@@ -367,7 +371,4 @@ def sample_gradient_norms(
         "max": float(values.max()),
         "mean_gradient_norm": float(total.norm()) / n,
     }
-    settings = subject.describe() | {"max_memory_mb": max_memory_mb}
-    return Measurement(
-        "sample_gradient_norms", float(values.mean()), details, meter.cost(), settings
-    )
+    return Measurement("sample_gradient_norms", float(values.mean()), details, meter.cost())

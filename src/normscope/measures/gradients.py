@@ -10,6 +10,7 @@ from torch.func import grad
 
 from normscope.data import batches as batch_io
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import SEED
 from normscope.measures.registry import register
 from normscope.measures.signal import trace_layers
 from normscope.subject import Subject
@@ -58,7 +59,7 @@ def _weighted_layers(subject: Subject) -> list[tuple[str, list[str]]]:
     return out
 
 
-@register("gradient_norms", family="gradients", paper="meterez2024")
+@register("gradient_norms", family="gradients", paper="meterez2024", options={"seed": SEED})
 def gradient_norms(subject: Subject, *, seed: int = 0) -> Measurement:
     """log ||dL/dW_1||, with ||dL/dW_l|| of every layer and their rate of explosion (meterez2024).
 
@@ -112,5 +113,4 @@ def gradient_norms(subject: Subject, *, seed: int = 0) -> Measurement:
         "intercept": intercept,
         "r2": r2,
     }
-    settings = subject.describe() | {"seed": seed}
-    return Measurement("gradient_norms", value, details, meter.cost(), settings, notes)
+    return Measurement("gradient_norms", value, details, meter.cost(), {}, notes)

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 
 from normscope.curvature import Hessian
-from normscope.errors import ConfigError, unknown_name
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.adaptive import losses_at
+from normscope.measures.constraints import POSITIVE, SEED, Choice, Integer
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -60,6 +60,13 @@ def _directions(subject: Subject, kind: str, dims: int, seed: int, meter: CostMe
     family="landscape",
     paper="li2018 (filter-normalized loss landscapes)",
     quick={"num_points": 5},
+    options={
+        "directions": Choice(DIRECTIONS),
+        "dims": Integer(low=1, high=2),
+        "span": POSITIVE,
+        "num_points": Integer(low=2),
+        "seed": SEED,
+    },
 )
 def landscape(
     subject: Subject,
@@ -82,12 +89,6 @@ def landscape(
     batch). Details: ``coords`` (``num_points``,), ``losses`` (``num_points``,) or
     ``(num_points, num_points)`` indexed ``[a, b]``, and ``loss`` at ``theta``.
     """
-    if directions not in DIRECTIONS:
-        raise unknown_name("landscape directions", directions, DIRECTIONS)
-    if dims not in (1, 2):
-        raise ConfigError(f"dims must be 1 or 2 (a line or a plane), got {dims}.")
-    if num_points < 2:
-        raise ConfigError(f"num_points must be at least 2, got {num_points}.")
     meter = CostMeter()
     theta = subject.theta
     basis, extra = _directions(subject, directions, dims, seed, meter)
@@ -97,11 +98,4 @@ def landscape(
     base = float(losses_at(subject, theta[None], meter)[0])
     losses = losses.reshape(*([num_points] * dims)).detach().cpu().double().numpy()
     details = {"coords": coords.cpu().double().numpy(), "losses": losses, "loss": base} | extra
-    settings = subject.describe() | {
-        "directions": directions,
-        "dims": dims,
-        "span": span,
-        "num_points": num_points,
-        "seed": seed,
-    }
-    return Measurement("landscape", float(np.max(losses) - base), details, meter.cost(), settings)
+    return Measurement("landscape", float(np.max(losses) - base), details, meter.cost())

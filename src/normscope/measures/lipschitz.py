@@ -30,6 +30,7 @@ from normscope.data import batches as batch_io
 from normscope.data.batches import Inputs
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import COUNT, POSITIVE, SEED, TOL, Flag, Integer, Optional
 from normscope.measures.registry import register
 from normscope.measures.signal import trace_layers
 from normscope.nets.activations import ShapedActivation, Sin
@@ -410,6 +411,13 @@ def _exp(log_value: float) -> float:
     paper="hiddenpower2025",
     needs_labels=False,
     quick={"ascent_steps": 1, "tol": 1e-4},
+    options={
+        "tol": TOL,
+        "max_iter": Optional(COUNT),
+        "ascent_steps": Integer(low=0),
+        "ascent_radius": POSITIVE,
+        "seed": SEED,
+    },
 )
 def input_lipschitz(
     subject: Subject,
@@ -510,17 +518,7 @@ def input_lipschitz(
         "jacobian": jacobian,
         "wrt": lower.wrt,
     }
-    settings = subject.describe() | {
-        "wrt": wrt,
-        "tol": tol,
-        "max_iter": max_iter,
-        "ascent_steps": ascent_steps,
-        "ascent_radius": ascent_radius,
-        "seed": seed,
-    }
-    return Measurement(
-        "input_lipschitz", _exp(lower.log_value), details, meter.cost(), settings, notes
-    )
+    return Measurement("input_lipschitz", _exp(lower.log_value), details, meter.cost(), {}, notes)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -557,6 +555,7 @@ def _loss_gradient(subject: Subject, theta: torch.Tensor, meter: CostMeter) -> t
     paper="hiddenpower2025",
     needs_labels=False,
     quick={"tol": 1e-4, "per_layer": True},
+    options={"tol": TOL, "max_iter": Optional(COUNT), "per_layer": Flag(), "seed": SEED},
 )
 def param_lipschitz(
     subject: Subject,
@@ -615,10 +614,4 @@ def param_lipschitz(
         "group_jacobian_norms": np.array(group_j),
         "group_grad_norms": np.array(group_g),
     }
-    settings = subject.describe() | {
-        "tol": tol,
-        "max_iter": max_iter,
-        "per_layer": per_layer,
-        "seed": seed,
-    }
-    return Measurement("param_lipschitz", norm, details, meter.cost(), settings, notes)
+    return Measurement("param_lipschitz", norm, details, meter.cost(), {}, notes)

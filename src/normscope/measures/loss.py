@@ -50,4 +50,4 @@ def loss(subject: Subject) -> Measurement:
     notes = []
     if not torch.isfinite(total):
         notes.append(f"loss is {float(total)}: the network's outputs overflowed (NaN or inf)")
-    return Measurement("loss", float(total), details, meter.cost(), subject.describe(), notes)
+    return Measurement("loss", float(total), details, meter.cost(), {}, notes)

@@ -14,9 +14,19 @@ import numpy as np
 import torch
 
 from normscope.curvature import Hessian, parameter_blocks
-from normscope.errors import unknown_name
 from normscope.linalg import density_on_grid, hutchinson, hutchpp, lanczos, slq, slq_trace
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import (
+    COUNT,
+    POSITIVE,
+    SEED,
+    TOL,
+    Choice,
+    Flag,
+    Integer,
+    Optional,
+    Vectors,
+)
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -35,16 +45,32 @@ def _as_start(init_vectors, subject: Subject) -> torch.Tensor | None:
     )
 
 
+WHICH = ("largest", "smallest", "both")
+_LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_ends"}
+
+
 @register(
     "sharpness",
     family="sharpness",
     paper="cohen2021 (edge of stability); lyu2022",
+    warm_start=True,
     quick={"k": 2, "tol": 1e-3, "per_layer": True},
+    options={
+        "k": COUNT,
+        "which": Choice(WHICH),
+        "tol": TOL,
+        "max_iter": Optional(COUNT),
+        "init_vectors": Optional(Vectors()),
+        "return_vectors": Flag(),
+        "per_layer": Flag(),
+        "seed": SEED,
+    },
 )
 def sharpness(
     subject: Subject,
     *,
     k: int = 1,
+    which: str = "largest",
     tol: float = 1e-4,
     max_iter: int | None = None,
     init_vectors: np.ndarray | torch.Tensor | None = None,
@@ -59,27 +85,49 @@ def sharpness(
     eigenvalue error is then about ``residual^2 / gap``, far below ``tol`` (``tol=1e-4``
     gives ~1e-8 relative on separated eigenvalues).
 
+    ``which="smallest"`` asks for the most negative end instead: ``lambda_min(H) < 0``
+    means ``theta`` is a saddle, not a minimum, and ``|lambda_min| / lambda_max`` says how
+    far from convex the loss is there (ghorbani2019). ``"both"`` takes both ends from the
+    same Krylov space, ``2 k`` pairs for the products of about one run.
+
     Options:
-        k: number of largest (algebraic) eigenvalues; ``details["eigenvalues"]`` holds them
-            in descending order with their ``residuals``.
+        k: number of eigenvalues at each wanted end; ``details["eigenvalues"]`` holds them
+            in descending order with their ``residuals`` (``2 k`` of them for ``"both"``).
+        which: ``"largest"`` (value ``lambda_max``), ``"smallest"`` (value
+            ``lambda_min``) or ``"both"`` (value ``lambda_max``, with ``lambda_min`` in
+            ``details["lambda_min"]``).
         tol: relative residual tolerance of each wanted pair.
         max_iter: cap on Lanczos steps (default: linalg's, ``max(100, 10 k)``).
         init_vectors: ``(j, P)`` warm start (e.g. a previous call's eigenvectors during
             training), which cuts the products needed when the Hessian changed little.
-        return_vectors: put the unit eigenvectors ``(k, P)`` (descending order) in
-            ``details["eigenvectors"]``.
-        per_layer: also ``lambda_max`` of each diagonal block ``H_ll`` (the parameters of
-            one module, all others fixed), in ``details["layer_names"]`` /
+        return_vectors: put the unit eigenvectors (rows, in the order of
+            ``details["eigenvalues"]``) in ``details["eigenvectors"]``.
+        per_layer: also the wanted end (``lambda_max``, or ``lambda_min`` for
+            ``"smallest"``) of each diagonal block ``H_ll`` (the parameters of one
+            module, all others fixed), in ``details["layer_names"]`` /
             ``details["layer_values"]``. The blocks share one linearization of the loss,
             so no extra forward pass is made per layer.
         seed: seeds the random start vector.
+
+    Example:
+        >>> import torch
+        >>> from normscope import Subject, measures
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+        ...                             torch.nn.Linear(4, 2)).double()
+        >>> s = Subject(model, (torch.randn(20, 3).double(), torch.randint(0, 2, (20,))))
+        >>> m = measures.sharpness(s, which="both", tol=1e-8)
+        >>> m.details["lambda_min"] < 0 < m.value  # a random net sits at a saddle
+        True
     """
     meter = CostMeter()
     op = Hessian(subject, meter)
     result = lanczos(
         op.matvec,
         op.dim,
-        k=k,
+        k=2 * k if which == "both" else k,
+        which=_LANCZOS_WHICH[which],
         tol=tol,
         max_iter=max_iter,
         v0=_as_start(init_vectors, subject),
@@ -95,24 +143,20 @@ def sharpness(
         "converged": result.converged,
         "iterations": result.iterations,
     }
+    if which == "both":
+        details["lambda_min"] = float(eigenvalues[-1])
     notes = [] if result.converged else [f"Lanczos stopped at max_iter before tol={tol}"]
     if return_vectors:
         details["eigenvectors"] = as_numpy(result.eigenvectors[order])
     if per_layer:
-        details.update(_per_layer(subject, op, tol, max_iter, seed))
-    settings = subject.describe() | {
-        "k": k,
-        "tol": tol,
-        "max_iter": max_iter,
-        "warm_start": init_vectors is not None,
-        "per_layer": per_layer,
-        "seed": seed,
-    }
-    return Measurement("sharpness", float(eigenvalues[0]), details, meter.cost(), settings, notes)
+        end = "smallest" if which == "smallest" else "largest"
+        details.update(_per_layer(subject, op, end, tol, max_iter, seed))
+    value = float(eigenvalues[-1] if which == "smallest" else eigenvalues[0])
+    return Measurement("sharpness", value, details, meter.cost(), {}, notes)
 
 
 def _per_layer(
-    subject: Subject, op: Hessian, tol: float, max_iter: int | None, seed: int
+    subject: Subject, op: Hessian, which: str, tol: float, max_iter: int | None, seed: int
 ) -> dict[str, object]:
     names, values = [], []
     for name, index in parameter_blocks(subject).items():
@@ -122,6 +166,7 @@ def _per_layer(
             block.matvec,
             block.dim,
             k=1,
+            which=which,
             tol=tol,
             max_iter=cap,
             seed=seed,
@@ -129,7 +174,7 @@ def _per_layer(
             device=op.device,
         )
         names.append(name)
-        values.append(float(res.eigenvalues[-1]))
+        values.append(float(res.eigenvalues[0]))
     return {"layer_names": names, "layer_values": np.array(values)}
 
 
@@ -137,12 +182,14 @@ def _per_layer(
     "hessian_trace",
     family="sharpness",
     paper="meyer2021 (Hutch++); hutchinson1989",
-    quick={"num_matvecs": 12},
+    quick={"num_probes": 12},
+    renamed={"num_matvecs": "num_probes"},
+    options={"method": Choice(TRACE_METHODS), "num_probes": Integer(low=4), "seed": SEED},
 )
 def hessian_trace(
-    subject: Subject, *, method: str = "hutchpp", num_matvecs: int = 60, seed: int = 0
+    subject: Subject, *, method: str = "hutchpp", num_probes: int = 60, seed: int = 0
 ) -> Measurement:
-    """``tr H``, estimated from ``num_matvecs`` Hessian-vector products, with standard error.
+    """``tr H``, estimated from ``num_probes`` Hessian-vector products, with standard error.
 
     ``method="hutchpp"`` (default): Hutch++ (meyer2021), exact trace on the sketched top
     eigenspace plus Hutchinson on the rest; it beats Hutchinson when a few large
@@ -150,24 +197,24 @@ def hessian_trace(
     ``mean_i z_i^T H z_i`` over Rademacher ``z_i`` (unbiased; error ``O(1/sqrt(m))``).
     ``details["standard_error"]`` is the standard error of the stochastic part. 60
     products give Hutch++ 20 sketch vectors: enough to capture the outliers of a
-    classifier's Hessian (about one per class).
+    classifier's Hessian (about one per class). ``num_probes`` counts every product, as
+    in :func:`hessian_density` and ``fisher_trace`` (its old name ``num_matvecs`` is
+    accepted for one more release); at least 4, what Hutch++ needs for a sketch vector
+    and an error bar.
     """
-    if method not in TRACE_METHODS:
-        raise unknown_name("trace method", method, TRACE_METHODS)
     meter = CostMeter()
     op = Hessian(subject, meter)
     # single products, not op.matmat: a batched double backward costs more per vector than
     # one product on the benchmark MLP and CNN (benchmarks/results/hessian.md)
     common = {"seed": seed, "dtype": op.dtype, "device": op.device}
     if method == "hutchpp":
-        est = hutchpp(op.matvec, op.dim, num_matvecs=num_matvecs, **common)
+        est = hutchpp(op.matvec, op.dim, num_matvecs=num_probes, **common)
         details = {"sketch_trace": est.sketch_trace, "sketch_size": est.sketch_size}
     else:
-        est = hutchinson(op.matvec, op.dim, num_probes=num_matvecs, **common)
+        est = hutchinson(op.matvec, op.dim, num_probes=num_probes, **common)
         details = {}
-    details |= {"standard_error": est.standard_error, "num_probes": est.num_probes}
-    settings = subject.describe() | {"method": method, "num_matvecs": num_matvecs, "seed": seed}
-    return Measurement("hessian_trace", est.estimate, details, meter.cost(), settings)
+    details |= {"standard_error": est.standard_error, "num_stochastic_probes": est.num_probes}
+    return Measurement("hessian_trace", est.estimate, details, meter.cost())
 
 
 @register(
@@ -175,6 +222,14 @@ def hessian_trace(
     family="sharpness",
     paper="ghorbani2019 (SLQ spectral density)",
     quick={"num_probes": 2, "num_steps": 12, "num_points": 50},
+    derives=("num_steps",),
+    options={
+        "num_probes": COUNT,
+        "num_steps": COUNT,
+        "num_points": Integer(low=2),
+        "sigma": Optional(POSITIVE),
+        "seed": SEED,
+    },
 )
 def hessian_density(
     subject: Subject,
@@ -219,12 +274,5 @@ def hessian_density(
         "trace": trace.estimate,
         "trace_standard_error": trace.standard_error,
     }
-    settings = subject.describe() | {
-        "num_probes": num_probes,
-        "num_steps": steps,
-        "num_points": num_points,
-        "sigma": sigma,
-        "seed": seed,
-    }
     value = float(result.nodes[result.weights > 0].max())
-    return Measurement("hessian_density", value, details, meter.cost(), settings)
+    return Measurement("hessian_density", value, details, meter.cost(), {"num_steps": steps})

@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from normscope.data.batches import Inputs
-from normscope.errors import unknown_name
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import SEED, Choice, Real
 from normscope.measures.registry import register
 from normscope.nets.activations import ShapedActivation
 from normscope.subject import Subject
@@ -187,7 +187,13 @@ def _last_hidden(trace: Trace) -> torch.Tensor | None:
     return weighted[-1].input if weighted else None
 
 
-@register("isometry_gap", family="signal", paper="meterez2024", needs_labels=False)
+@register(
+    "isometry_gap",
+    family="signal",
+    paper="meterez2024",
+    needs_labels=False,
+    options={"centering": Choice(CENTERINGS), "eps": Real(low=0), "seed": SEED},
+)
 def isometry_gap(
     subject: Subject, *, centering: str = "auto", eps: float = 0.0, seed: int = 0
 ) -> Measurement:
@@ -218,8 +224,6 @@ def isometry_gap(
 
     Computed on the Subject's first evaluation batch (all samples unless ``batch_size``).
     """
-    if centering not in CENTERINGS:
-        raise unknown_name("centering", centering, CENTERINGS)
     meter = CostMeter()
     batch = subject.first_batch()
     trace = trace_layers(subject, subject.theta, batch.inputs)
@@ -254,5 +258,4 @@ def isometry_gap(
         "headline_layer": "input of the last linear or conv layer",
         "num_representations": n,
     }
-    settings = subject.describe() | {"centering": centering, "eps": eps}
-    return Measurement("isometry_gap", value, details, meter.cost(), settings, notes)
+    return Measurement("isometry_gap", value, details, meter.cost(), {}, notes)

@@ -21,6 +21,7 @@ import torch
 from normscope.curvature import Hessian, group_index
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
+from normscope.measures.constraints import POSITIVE, SEED, TOL, Optional
 from normscope.measures.registry import register
 from normscope.subject import Subject
 
@@ -29,7 +30,9 @@ from normscope.subject import Subject
     "spherical_sharpness",
     family="sharpness",
     paper="lyu2022",
+    takes_lr=True,
     quick={"lr": 0.1, "tol": 1e-3},
+    options={"lr": Optional(POSITIVE), "tol": TOL, "seed": SEED},
 )
 def spherical_sharpness(
     subject: Subject, *, lr: float | None = None, tol: float = 1e-4, seed: int = 0
@@ -47,7 +50,6 @@ def spherical_sharpness(
     the value is nan with a note, so sweeps over architectures keep going.
     """
     meter = CostMeter()
-    settings = subject.describe() | {"lr": lr, "tol": tol, "seed": seed}
     groups = subject.scale_invariant_groups()
     if not groups:
         note = (
@@ -55,7 +57,7 @@ def spherical_sharpness(
             "layer among the selected parameters): spherical sharpness is undefined"
         )
         return Measurement(
-            "spherical_sharpness", float("nan"), {"groups": []}, meter.cost(), settings, [note]
+            "spherical_sharpness", float("nan"), {"groups": []}, meter.cost(), {}, [note]
         )
     op = Hessian(subject, meter)
     theta = op.theta
@@ -83,4 +85,4 @@ def spherical_sharpness(
         details["stability"] = lr / norm_sq * value
         details["group_effective_lr"] = np.array([lr / n for _, n in per_group])
     notes = [f"scale-invariant groups: {', '.join(g.name for g in groups)}"]
-    return Measurement("spherical_sharpness", value, details, meter.cost(), settings, notes)
+    return Measurement("spherical_sharpness", value, details, meter.cost(), {}, notes)

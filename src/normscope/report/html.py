@@ -169,16 +169,16 @@ def build_report(db: str | Path, output: str | Path, experiment: str | None = No
     drawn is shown as that figure's problem; the rest of the report is written.
     """
     db, output = Path(db), check_output(output, store=db)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StoreError(
-            f"cannot create the report folder {str(output.parent)!r}: {err}."
-        ) from None
-    with Store(db, readonly=True) as store:
+    with Store(db, readonly=True) as store:  # a store that cannot be read creates no folder
         names = [experiment] if experiment is not None else store.experiments()
         if experiment is not None:
             store.spec_toml(experiment)
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(
+                f"cannot create the report folder {str(output.parent)!r}: {err}."
+            ) from None
         sections = [
             _section(i, n, store, db, output.parent, output.stem) for i, n in enumerate(names)
         ]

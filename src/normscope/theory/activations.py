@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import special
 
 from normscope.errors import ConfigError, UnknownNameError
 
@@ -40,12 +39,26 @@ def _dtanh(u: np.ndarray) -> np.ndarray:
     return 1.0 - np.tanh(u) ** 2
 
 
+def _ndtr(u: np.ndarray) -> np.ndarray:
+    # scipy.special is imported on first use: it costs more to import than the rest of the
+    # measures together, and the command line lists them without computing anything
+    from scipy import special
+
+    return special.ndtr(u)
+
+
+def _erf(u: np.ndarray) -> np.ndarray:
+    from scipy import special
+
+    return special.erf(u)
+
+
 def _gelu(u: np.ndarray) -> np.ndarray:
-    return u * special.ndtr(u)
+    return u * _ndtr(u)
 
 
 def _dgelu(u: np.ndarray) -> np.ndarray:
-    return special.ndtr(u) + u * np.exp(-(u**2) / 2.0) * _INV_SQRT_2PI
+    return _ndtr(u) + u * np.exp(-(u**2) / 2.0) * _INV_SQRT_2PI
 
 
 def _derf(u: np.ndarray) -> np.ndarray:
@@ -58,7 +71,7 @@ _ACTIVATIONS: dict[str, tuple[Function, Function]] = {
     "tanh": (np.tanh, _dtanh),
     "gelu": (_gelu, _dgelu),
     "sin": (np.sin, np.cos),
-    "erf": (special.erf, _derf),
+    "erf": (_erf, _derf),
 }
 
 

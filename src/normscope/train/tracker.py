@@ -9,7 +9,7 @@ Use it from :func:`normscope.train.train` or from your own loop::
         ...  # your update
     tracker.table()  # tidy DataFrame: step, name, value
 
-Measures that can warm-start (an ``init_vectors`` option, e.g. ``sharpness``) get the
+Measures that can warm-start (``warm_start`` in the registry, e.g. ``sharpness``) get the
 eigenvectors of their previous call, so Lanczos starts next to the answer and needs
 fewer Hessian-vector products per tracked step. Each call records, besides every
 measure's value, its scalar details (``"sharpness.iterations"``...), its product counts
@@ -19,7 +19,6 @@ norm of every scale-invariant parameter group (``"weight_norm.<group>"``, lyu202
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -169,12 +168,11 @@ class Tracker:
 
     def _measure(self, info, subject: Subject, step: int, lr: float | None) -> list[Record]:
         options = dict(self.options.get(info.name, {}))
-        accepted = inspect.signature(info.fn).parameters
-        if self.warm_start and "init_vectors" in accepted:
+        if self.warm_start and info.warm_start:
             options.setdefault("return_vectors", True)
             if info.name in self._vectors:
                 options["init_vectors"] = self._vectors[info.name]
-        if "lr" in accepted and lr is not None:
+        if info.takes_lr and lr is not None:
             options.setdefault("lr", lr)
         m = info.fn(subject, **options)
         vectors = m.details.pop("eigenvectors", None)
