@@ -263,7 +263,7 @@ def test_unlabelled_data_runs_the_label_free_measures():
     assert not s.labelled
     assert math.isfinite(measures.input_lipschitz(s).value)
     assert measures.isometry_gap(s, eps=1e-3).value > 0
-    with pytest.raises(DataError, match="needs targets"):
+    with pytest.raises(DataError, match="needs labels or targets"):
         measures.sharpness(s)
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import pytest
 from torch import nn
 
 import normscope
-from normscope import measures
+from normscope import Subject, measures
 from normscope.errors import (
     ConfigError,
     DataError,
@@ -122,8 +121,9 @@ def test_a_measure_takes_a_subject_not_a_model(s):
 
 
 def test_a_measure_that_needs_labels_refuses_data_without_them():
-    unlabelled = battery_subjects()["bn_train_float64"]
-    unlabelled.data = replace(unlabelled.data, y=None)
+    labelled = battery_subjects()["bn_train_float64"]
+    x = labelled.first_batch().inputs
+    unlabelled = Subject(labelled.model, (x, None))
     with pytest.raises(DataError, match="needs labels"):
         measures.sharpness(unlabelled)
     assert not measures.info("isometry_gap").needs_labels

@@ -131,6 +131,21 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class Name:
+    """A non-empty string naming something the measure looks up in the Subject (an input,
+    a module): the lookup itself answers an unknown name with the valid ones."""
+
+    def allows(self, value: Any) -> bool:
+        return isinstance(value, str) and value != ""
+
+    def __str__(self) -> str:
+        return "a non-empty name"
+
+    def refused(self) -> list[Any]:
+        return ["", 1, None]
+
+
+@dataclass(frozen=True)
 class Flag:
     """``True`` or ``False`` (not 0, 1 or a string)."""
 

@@ -30,7 +30,16 @@ from normscope.data import batches as batch_io
 from normscope.data.batches import Inputs
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
-from normscope.measures.constraints import COUNT, POSITIVE, SEED, TOL, Flag, Integer, Optional
+from normscope.measures.constraints import (
+    COUNT,
+    POSITIVE,
+    SEED,
+    TOL,
+    Flag,
+    Integer,
+    Name,
+    Optional,
+)
 from normscope.measures.registry import register
 from normscope.measures.signal import trace_layers
 from normscope.nets.activations import ShapedActivation, Sin
@@ -412,6 +421,7 @@ def _exp(log_value: float) -> float:
     needs_labels=False,
     quick={"ascent_steps": 1, "tol": 1e-4},
     options={
+        "wrt": Name(),
         "tol": TOL,
         "max_iter": Optional(COUNT),
         "ascent_steps": Integer(low=0),

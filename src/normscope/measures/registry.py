@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import torch
+
 from normscope.errors import (
     ConfigError,
     DataError,
@@ -260,7 +262,7 @@ def _check_subject(measure: MeasureInfo, subject: Any) -> None:
             f"{type(subject).__name__}: wrap model and data as Subject(model, (x, y), "
             "loss=...)."
         )
-    if measure.needs_labels and getattr(getattr(subject, "data", None), "y", 0) is None:
+    if measure.needs_labels and not subject.labelled:
         free = ", ".join(n for n in names() if not _REGISTRY[n].needs_labels)
         raise DataError(
             f"measure {measure.name!r} needs labels or targets, and the Subject's data has "
@@ -291,7 +293,7 @@ def _checked(name: str, fn: MeasureFn) -> MeasureFn:
         if about.warm_start:
             recorded["warm_start"] = recorded.pop("init_vectors") is not None
         m.settings = subject.describe() | recorded | m.settings
-        m.notes = notes + m.notes + batch_norm_notes(subject)
+        m.notes = notes + m.notes + batch_norm_notes(subject) + precision_notes(subject)
         return m
 
     return measure
@@ -323,6 +325,17 @@ def batch_norm_notes(subject: Subject) -> list[str]:
                 "bn_mode='train'"
             )
     return notes
+
+
+def precision_notes(subject: Subject) -> list[str]:
+    """A note on half-precision models: their products carry the dtype's rounding."""
+    if subject.dtype == subject.work_dtype:
+        return []
+    eps = torch.finfo(subject.dtype).eps
+    return [
+        f"products in {str(subject.dtype).removeprefix('torch.')} (rounding about {eps:.0e} "
+        "relative): measure a float32 copy of the model for accurate values"
+    ]
 
 
 def fresh_running_stats(model) -> list[str]:
