@@ -62,6 +62,11 @@ def _check_measure_fields(spec: Spec, m: MeasureSpec, source: str, path: str) ->
             f"{source}: {path}: `at` and `every` apply only to trained runs; add a [train] "
             "table or remove them."
         )
+    if m.point != "iterate" and m.every is None:
+        raise ConfigError(
+            f"{source}: {path}: `point = {m.point!r}` applies only to tracked measures; add "
+            "`every = k` or remove `point`."
+        )
 
 
 def check_theory(spec: Spec, source: str) -> None:

@@ -87,6 +87,9 @@ class MeasureSpec(BaseModel):
     tracks it every k training steps, from step 0 to the last step (``at`` is then moot).
     ``split`` takes the measure on another split of the subject's data source (same
     ``n``, seed and options), e.g. ``split = "test"`` for test loss and accuracy.
+    ``point = "midpoint"`` (tracked measures only) takes it at the midpoint of the
+    tracked iterate and the next one, the centre of gradient descent's period-two
+    oscillation at the edge of stability (``normscope.train.Tracker``).
     """
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
@@ -96,6 +99,7 @@ class MeasureSpec(BaseModel):
     at: Literal["init", "end", "both"] = "end"
     every: int | None = Field(default=None, gt=0)
     split: str | None = None
+    point: Literal["iterate", "midpoint"] = "iterate"
 
     @property
     def options(self) -> dict[str, Any]:
