@@ -98,6 +98,12 @@ def test_zip_group_needs_equal_lengths():
         parse_spec(bad, source="x.toml")
 
 
+def test_an_empty_zip_group_is_rejected_not_planned_as_zero_runs():
+    bad = TINY.replace("seeds = [0, 1]", "seeds = [0, 1]\nzip = [[]]")
+    with pytest.raises(ConfigError, match=r"zip\[0\] is empty"):
+        parse_spec(bad, source="x.toml")
+
+
 def test_at_without_train_is_rejected():
     bad = TINY.replace('name = "loss"', 'name = "loss"\nat = "both"')
     with pytest.raises(ConfigError, match=r"measure\[0\].*\[train\]"):

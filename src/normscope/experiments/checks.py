@@ -158,6 +158,12 @@ def _check_zip(spec: Spec, source: str) -> None:
     assert spec.sweep is not None
     used: set[str] = set()
     for i, group in enumerate(spec.sweep.zip):
+        if not group:
+            # an empty group would zip to no values at all and plan zero runs
+            raise ConfigError(
+                f"{source}: sweep.zip[{i}] is empty; list the keys that vary together, or "
+                "remove the group."
+            )
         for key in group:
             if key not in spec.sweep.axes:
                 raise ConfigError(
