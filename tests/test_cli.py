@@ -60,6 +60,19 @@ def test_check_exits_1_on_a_failing_claim_and_0_when_all_pass(cli, spec, tmp_pat
     assert code == 1 and "FAIL" in out and "1 of 2 claims pass" in out
 
 
+def test_check_shows_each_claims_source_beside_its_verdict(cli, spec, tmp_path):
+    db = str(tmp_path / "r.db")
+    claims = (
+        '\n[[claim]]\ntype = "bounded"\ny = "loss"\nbelow = 1e9\nsource = "theory"\n'
+        '\n[[claim]]\ntype = "bounded"\ny = "loss"\nbelow = 1e9\nsource = "finding"\n'
+        "contradicts = true\n"
+    )
+    cli("run", spec(TINY + claims), "--db", db, "-w", "0", "-q")
+    code, out, _ = cli("check", db)
+    assert code == 0 and "source" in out and "theory" in out
+    assert "against the" in out  # "finding against the paper", however the table wraps it
+
+
 def test_check_of_a_missing_store_exits_2(cli, tmp_path):
     code, _, err = cli("check", str(tmp_path / "none.db"))
     assert code == 2 and "does not exist" in err

@@ -284,13 +284,14 @@ def check(
     failed = 0
     for name, claims in results.items():
         table = Table(title=escape(name))
-        for col in ("claim", "result", "measured", "expected", "points", "R²", "message"):
+        for col in ("claim", "result", "source", "measured", "expected", "points", "R²", "message"):
             table.add_column(col)
         for r in claims:
             style = "green" if r.passed else "red"
             table.add_row(
                 escape(r.name),
                 f"[{style}]{r.verdict}[/{style}]",
+                _source_cell(r),
                 "" if r.measured != r.measured else f"{r.measured:.4g}",
                 escape(r.expected),
                 str(r.n),
@@ -351,9 +352,14 @@ def _list_reproductions() -> None:
     console.print(table)
 
 
+def _source_cell(r) -> str:
+    """Where a claim comes from, a finding against the paper in bold."""
+    return f"[bold yellow]{r.source_label}[/bold yellow]" if r.contradicts else r.source_label
+
+
 def _claims_table(outcomes: list) -> Table:
     table = Table(title="claims")
-    for col in ("paper", "claim", "measured", "expected", "result", "message"):
+    for col in ("paper", "claim", "measured", "expected", "result", "source", "message"):
         table.add_column(col)
     for outcome in outcomes:
         for r in outcome.claims:
@@ -364,6 +370,7 @@ def _claims_table(outcomes: list) -> Table:
                 "" if r.measured != r.measured else f"{r.measured:.4g}",
                 escape(r.expected),
                 f"[{style}]{r.verdict}[/{style}]",
+                _source_cell(r),
                 escape(r.message),
             )
     return table

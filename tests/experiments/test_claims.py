@@ -175,3 +175,48 @@ def test_claims_over_all_steps_in_a_window_fit_a_training_curve():
     assert not whole.passed and whole.n == 10
     early = evaluate(claim({**spec, "max_step": 30, "within": [-1e-9, 1e-9]}), t)
     assert early.passed and early.n == 4
+
+
+def test_monotone_deviation_from_a_theory_column_uses_the_distance():
+    # y above and below its theory value: the distance |y - theory| grows with x even
+    # though y itself does not.
+    t = frame([1, 2, 3], [2.1, 1.7, 2.5], **{"theory.y": [2.0, 2.0, 2.0]})
+    spec = {"type": "monotone", "x": "x", "y": "y", "direction": "increasing"}
+    assert not evaluate(claim(spec), t).passed
+    result = evaluate(claim({**spec, "deviation_from": "theory.y"}), t)
+    assert result.passed and "|y - theory.y|" in result.message
+    assert "0.1, 0.3, 0.5" in result.message
+    missing = evaluate(claim({**spec, "deviation_from": "theory.z"}), t)
+    assert not missing.passed and "theory.z" in missing.message
+
+
+def test_results_carry_the_claims_source_and_basis():
+    base = {"type": "bounded", "y": "y", "below": 1}
+    t = frame([1], [0.0])
+    paper = evaluate(claim({**base, "source": "paper", "basis": "Theorem 1"}), t)
+    assert (paper.source, paper.basis, paper.source_label) == ("paper", "Theorem 1", "paper")
+    against = evaluate(
+        claim({**base, "source": "finding", "contradicts": True, "basis": "reading"}), t
+    )
+    assert against.source_label == "finding against the paper" and against.contradicts
+    failed = evaluate(claim({**base, "y": "nope", "source": "theory"}), t)
+    assert not failed.passed and failed.source_label == "theory"
+    assert evaluate(claim(base), t).source_label == ""
+
+
+def test_contradicts_needs_a_finding():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="finding"):
+        claim({"type": "bounded", "y": "y", "below": 1, "source": "paper", "contradicts": True})
+    with pytest.raises(ValidationError, match="source"):
+        claim({"type": "bounded", "y": "y", "below": 1, "source": "hearsay"})
+
+
+def test_a_list_inside_a_filter_list_matches_a_list_valued_column():
+    t = frame([1, 2, 3], [1.0, 2.0, 5.0], width=[64, 64, (128, 32)])
+    spec = {"type": "bounded", "y": "y", "below": 10}
+    only = evaluate(claim({**spec, "filter": {"width": [[128, 32]]}}), t)
+    assert only.n == 1 and only.measured == 5.0
+    assert evaluate(claim({**spec, "filter": {"width": [128, 32]}}), t).n == 0
+    assert evaluate(claim({**spec, "filter": {"width": [64, [128, 32]]}}), t).n == 3

@@ -3,6 +3,7 @@ import sys
 import pytest
 
 from normscope.errors import ConfigError, UnknownNameError
+from normscope.experiments.plan import plan
 from normscope.experiments.spec import load_spec, parse_spec
 
 from .conftest import TINY
@@ -97,6 +98,12 @@ def test_zip_group_needs_equal_lengths():
         parse_spec(bad, source="x.toml")
 
 
+def test_an_empty_zip_group_is_rejected_not_planned_as_zero_runs():
+    bad = TINY.replace("seeds = [0, 1]", "seeds = [0, 1]\nzip = [[]]")
+    with pytest.raises(ConfigError, match=r"zip\[0\] is empty"):
+        parse_spec(bad, source="x.toml")
+
+
 def test_at_without_train_is_rejected():
     bad = TINY.replace('name = "loss"', 'name = "loss"\nat = "both"')
     with pytest.raises(ConfigError, match=r"measure\[0\].*\[train\]"):
@@ -121,3 +128,22 @@ def test_net_dtype_must_be_set_on_the_subject():
     bad = TINY.replace('norm = "batch"}', 'norm = "batch", dtype = "float64"}')
     with pytest.raises(ConfigError, match=r"subject\.dtype"):
         parse_spec(bad, source="x.toml")
+
+
+def test_midpoint_tracking_needs_every():
+    text = TINY.replace('name = "loss"', 'name = "loss"\npoint = "midpoint"', 1)
+    with pytest.raises(ConfigError, match="point"):
+        parse_spec(text + "\n[train]\nsteps = 2\n")
+
+
+def test_only_midpoint_tracking_enters_the_run_config():
+    """A measure at the iterate (the default) keeps the run hashes it had before the
+    field existed; one at the midpoint says so in its config."""
+    text = TINY + "\n[train]\nsteps = 2\n"
+    plain = plan(parse_spec(text.replace('name = "loss"', 'name = "loss"\nevery = 1', 1)))
+    assert "point" not in plain[0].config["measures"][0]
+    mid = plan(
+        parse_spec(text.replace('name = "loss"', 'name = "loss"\nevery = 1\npoint = "midpoint"', 1))
+    )
+    assert mid[0].config["measures"][0]["point"] == "midpoint"
+    assert mid[0].hash != plain[0].hash

@@ -67,7 +67,19 @@ def test_per_group_values_for_several_groups():
         nn.Tanh(),
         nn.Linear(5, 3),
     ).double()
-    m = spherical_sharpness(Subject(model, data()), lr=1.0)
+    subject = Subject(model, data())
+    m = spherical_sharpness(subject, lr=0.5)
     assert m.details["groups"] == ["0", "3"]
     assert len(m.details["group_values"]) == 2 and len(m.details["group_effective_lr"]) == 2
     assert "0, 3" in m.notes[0]
+    # Each group's scalars are its own Hessian block's: lr * lambda_max(H_gg) against the
+    # dense block, and at most the union's (a diagonal block of a symmetric matrix).
+    hessian = dense_hessian(subject)
+    for i, name in enumerate(["0", "3"]):
+        index = group_index(subject, subject.scale_invariant_groups()[i].params)
+        top = torch.linalg.eigvalsh(hessian[index][:, index])[-1].item()
+        assert m.details[f"stability.{name}"] == pytest.approx(0.5 * top, rel=1e-6)
+        norm_sq = subject.theta[index].pow(2).sum().item()
+        assert m.details[f"weight_norm_sq.{name}"] == pytest.approx(norm_sq, rel=1e-12)
+        assert m.details[f"group_value.{name}"] == pytest.approx(m.details["group_values"][i])
+        assert m.details[f"stability.{name}"] <= m.details["stability"] * (1 + 1e-6)

@@ -52,3 +52,35 @@ def test_missing_column_is_a_config_error_with_suggestion():
 def test_filter_that_matches_nothing_is_a_config_error():
     with pytest.raises(ConfigError, match="no finished runs"):
         draw(PlotSpec(x="width", y="loss", filter={"norm": "layer"}), table())
+
+
+def test_axes_legends_and_panels_name_columns_in_words():
+    frame = table().rename(columns={"width": "subject.net.width", "norm": "subject.net.norm"})
+    frame["theory.loss"] = frame["loss"] / 2
+    plot = PlotSpec(
+        x="subject.net.width",
+        y=["loss", "theory.loss"],
+        color="subject.net.norm",
+        facet="seed",
+    )
+    fig = draw(plot, frame, {"theory.loss": "half the loss, predicted", "seed": "seed s"})
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "width M"
+    assert ax.get_ylabel() == "train loss"
+    assert ax.get_title() == "seed s: 0"
+    legend = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert "train loss, normalization: batch" in legend
+    assert "half the loss, predicted, normalization: none" in legend
+    png_bytes(fig)
+
+
+def test_ylabel_names_an_axis_of_several_quantities_and_theory_lines_have_no_points():
+    frame = table()
+    frame["theory.loss"] = 1.0
+    fig = draw(PlotSpec(x="width", y=["loss", "theory.loss"], ylabel="loss, any kind"), frame)
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "loss, any kind"
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert len(dashed) == 1
+    assert len(ax.collections) == 1  # the measured line's single runs only
+    png_bytes(fig)

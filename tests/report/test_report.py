@@ -21,6 +21,7 @@ y = "loss"
 color = "subject.net.seed"
 logx = true
 title = "loss <b>by</b> width"
+caption = "what to see: <i>nothing</i>"
 
 [[plot]]
 x = "subject.net.width"
@@ -30,12 +31,17 @@ y = "no_such_column"
 type = "bounded"
 y = "loss"
 below = 1e6
+source = "paper"
+basis = "Section <2>"
 
 [[claim]]
 type = "loglog_slope"
 x = "subject.net.width"
 y = "loss"
 within = [100, 200]
+source = "finding"
+contradicts = true
+basis = "against a reading"
 """
 )
 
@@ -107,3 +113,18 @@ def test_report_of_a_non_store_file_is_a_store_error(tmp_path):
     bad.write_text("hello")
     with pytest.raises(StoreError):
         build_report(bad, tmp_path / "r.html")
+
+
+def test_claims_come_first_with_their_source_and_basis(report):
+    out, page = report
+    text = "".join(page.text)
+    html = out.read_text()
+    assert text.index("Claims at a glance") < text.index("Figures")
+    assert "1 of 2 claims pass" in text
+    assert "finding against the paper" in text and "Section <2>" in text
+    assert html.index('class="against"') < html.index("<h3>Figures</h3>")
+
+
+def test_figures_have_their_caption(report):
+    text = "".join(report[1].text)
+    assert "Figure 1." in text and "what to see: <i>nothing</i>" in text

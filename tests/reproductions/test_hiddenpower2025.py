@@ -10,6 +10,7 @@ from normscope.experiments.execute import build_subject
 from normscope.measures import get as get_measure
 from normscope.nets.placement import evenly_spread
 from normscope.reproductions.wellformed import problems
+from normscope.theory.hiddenpower import typical_log_gain
 
 NAME = "hiddenpower2025"
 GAIN = 3.0
@@ -55,11 +56,16 @@ def test_log_gain_telescopes_to_the_layers_after_the_last_norm():
     assert num_norm["evenly_spread"] == 1 and num_norm["first_k"] == 0
 
 
-def test_log_gain_halves_the_second_moment_after_relu_and_is_nan_for_tanh():
+def test_log_gain_halves_the_second_moment_after_relu_and_is_mean_field_for_tanh():
     base = _net(_runs()[0], depth=3, norm="none", weight_scale=2.0)
     relu = _theory(_net(base, activation="relu"))
-    assert relu["log_gain"] == pytest.approx(4 * math.log(2.0 / math.sqrt(2.0)))
-    assert math.isnan(_theory(_net(base, activation="tanh"))["log_gain"])
+    # four Gaussian layers of gain 2; three ReLUs halve the second moment, the output is linear
+    assert relu["log_gain"] == pytest.approx(4 * math.log(2.0) + 3 * 0.5 * math.log(0.5))
+    tanh = _theory(_net(base, activation="tanh"))
+    assert tanh["log_gain"] == pytest.approx(typical_log_gain(3, "tanh", gain=2.0))
+    assert 0 < tanh["log_gain"] < 4 * math.log(2.0)  # saturating: below the linear gain
+    assert math.isnan(_theory(_net(base, init="orthogonal"))["log_gain"])
+    assert math.isnan(_theory(_net(base, norm="batch", order="post"))["log_gain"])
 
 
 @pytest.mark.parametrize("quick", [False, True])
@@ -81,24 +87,73 @@ def test_series_cover_depths_and_every_k_they_claim(quick):
         if t["evenly_spread"] and net(c)["norm"] == "batch" and net(c)["weight_scale"] == GAIN
     }
     assert len(evenly) >= 5
+    for activation in ("identity", "relu", "tanh"):
+        series = [c for c, _ in columns if net(c)["activation"] == activation]
+        assert {net(c)["norm"] for c in series} >= {"none", "batch"}, activation
     trained = [c for c, _ in columns if c["train"]["steps"] > 0]
     assert trained and all(net(c)["weight_scale"] == 1.0 for c in trained)
 
 
-def test_slope_brackets_are_the_gaussian_layer_gains():
-    # Typical-vector gain g less one per-layer standard deviation sqrt(1/(2n)) ~ 0.1 at
-    # n = 64, and the Marchenko-Pastur edge 2 g of a square Gaussian layer.
-    low, high = math.log(GAIN) - 0.1, math.log(2 * GAIN)
+def _fitted_rate(x: str, activation: str, quick: bool, **where) -> float:
+    """The slope of theory.log_gain against x over the planned runs of one series."""
+    points = [
+        (
+            c["subject"]["net"]["depth"] if x == "subject.net.depth" else t["num_norm_layers"],
+            t["log_gain"],
+        )
+        for c, t in ((c, _theory(c)) for c in _runs(quick))
+        if c["subject"]["net"]["activation"] == activation
+        and c["subject"]["net"]["weight_scale"] == GAIN
+        and all(
+            (c["subject"]["net"]["norm"] if k == "norm" else t[k]) in v for k, v in where.items()
+        )
+    ]
+    xs, ys = zip(*points, strict=True)
+    return float(np.polyfit(xs, ys, 1)[0])
+
+
+SERIES = {
+    "subject.net.depth": {"norm": ["none"]},
+    "first K": {"norm": ["batch"], "first_k": [1]},
+    "evenly spread": {"norm": ["batch"], "evenly_spread": [1], "num_norm_layers": range(1, 9)},
+}
+
+
+def test_slope_brackets_come_from_the_mean_field_rates_at_both_sizes():
+    # Growth at rate r: [r - 0.1, log 2g]; decrease at r < 0: [-log 2g, r + 0.1]; flat:
+    # [r - 0.1, r + 0.1]. r is the slope of theory.log_gain over the planned runs, 0.1 the
+    # per-layer fluctuation sqrt(1/(2n)) at n = 64, log 2g the spectral norm of a layer.
+    top = math.log(2 * GAIN)
     assert math.sqrt(1 / (2 * 64)) < 0.1
-    fits = [c for c in reproductions.load(NAME).spec.claim if c.type == "slope"]
-    for claim in fits:
-        if (
-            claim.x in ("subject.net.depth", "theory.num_norm_layers")
-            and claim.filter.get("subject.net.weight_scale") == GAIN
-        ):
-            bracket = (low, high) if claim.x == "subject.net.depth" else (-high, -low)
-            assert claim.within == pytest.approx(bracket, abs=1e-3), claim.name
-    gain_fit = next(c for c in fits if c.x == "theory.log_gain")
+    checked = 0
+    for claim in reproductions.load(NAME).spec.claim:
+        activation = claim.filter.get("subject.net.activation")
+        if claim.filter.get("subject.net.norm") == "layer" or activation is None:
+            continue
+        if claim.x == "subject.net.depth":
+            where = SERIES["subject.net.depth"]
+        elif claim.x == "theory.num_norm_layers":
+            where = SERIES["first K" if "theory.first_k" in claim.filter else "evenly spread"]
+        else:
+            continue
+        rates = [_fitted_rate(claim.x, activation, quick, **where) for quick in (False, True)]
+        low, high = claim.within
+        if all(r > 0.3 for r in rates):
+            assert low == pytest.approx(min(rates) - 0.1, abs=2e-3) and high == pytest.approx(
+                top, abs=1e-3
+            ), claim.name
+        elif "falls" in claim.name:
+            assert low == pytest.approx(-top, abs=1e-3) and high == pytest.approx(
+                max(rates) + 0.1, abs=2e-3
+            ), claim.name
+        else:
+            assert low == pytest.approx(min(rates) - 0.1, abs=2e-3) and high == pytest.approx(
+                max(rates) + 0.1, abs=2e-3
+            ), claim.name
+        checked += 1
+    assert checked == 18
+    gain_fit = next(c for c in reproductions.load(NAME).spec.claim if c.x == "theory.log_gain")
+    low, high = math.log(GAIN) - 0.1, top
     assert gain_fit.within == pytest.approx((low / math.log(GAIN), high / math.log(GAIN)), abs=0.01)
 
 

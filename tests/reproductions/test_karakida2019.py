@@ -22,10 +22,35 @@ def test_quick_size_is_a_subset_of_the_full_grid():
     quick = reproductions.plan_runs(NAME, quick=True)
     widths = {r.config["subject"]["net"]["width"] for r in quick}
     assert widths < {r.config["subject"]["net"]["width"] for r in full}
-    assert len(quick) == 12 and len(full) == 40
+    assert len(quick) == 21 and len(full) == 70
     assert all(
         r.config["subject"]["data"]["dim"] == r.config["subject"]["net"]["width"] for r in full
     )
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_samples_grow_with_width_in_the_series_that_test_the_papers_condition(quick):
+    # karakida2019's condition for output batch norm: T in proportion to M. Each claim on
+    # it must see at least three widths at one fixed T / M, with output batch norm (and the
+    # plain net at T = M for contrast); the T = 100 series must keep T fixed.
+    columns = [
+        (r.config, theory_columns.compute("karakida_fisher", r.config, {}))
+        for r in reproductions.plan_runs(NAME, quick=quick)
+    ]
+
+    def widths(norm, placement, ratio):
+        return {
+            c["subject"]["net"]["width"]
+            for c, t in columns
+            if (c["subject"]["net"]["norm"], c["subject"]["net"]["placement"]) == (norm, placement)
+            and t["t_over_m"] == ratio
+        }
+
+    assert len(widths("batch", "output", 1.0)) >= 3
+    assert len(widths("batch", "output", 4.0)) >= 3
+    assert len(widths("none", "all", 1.0)) >= 3
+    fixed = [c for c, t in columns if c["subject"]["data"]["n"] == 100]
+    assert len({c["subject"]["net"]["width"] for c in fixed}) == len(widths("none", "all", 1.0))
 
 
 def _config(norm="none", placement="all", width=128):
@@ -53,5 +78,6 @@ def test_theory_column_centres_the_output_for_output_batch_norm_only():
     output = theory_columns.compute("karakida_fisher", _config("batch", "output"), {})
     assert output["lambda_max"] == pytest.approx(output["bulk"])
     assert output["lambda_max"] < plain["lambda_max"] / 10
-    assert theory_columns.compute("karakida_fisher", _config("batch", "all"), {}) == {}
-    assert theory_columns.compute("karakida_fisher", _config("layer", "all"), {}) == {}
+    only_ratio = {"t_over_m": 100 / 128}
+    assert theory_columns.compute("karakida_fisher", _config("batch", "all"), {}) == only_ratio
+    assert theory_columns.compute("karakida_fisher", _config("layer", "all"), {}) == only_ratio

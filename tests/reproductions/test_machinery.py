@@ -132,3 +132,23 @@ def test_spec_name_must_match_its_file(shipped):
     (shipped / "other.toml").write_text(TINY)
     with pytest.raises(ConfigError, match="must be 'other'"):
         reproductions.load("other")
+
+
+def test_a_shipped_claim_must_say_where_it_comes_from(shipped):
+    from normscope.reproductions.wellformed import problems
+
+    found = problems(reproductions.load("tiny"))
+    assert len(found) == 2 and all("`source`" in p for p in found)
+    sourced = TINY.replace(
+        'paper = "tiny"\n', 'paper = "tiny"\nsource = "theory"\nbasis = "a derivation"\n'
+    )
+    (shipped / "tiny.toml").write_text(sourced)
+    assert problems(reproductions.load("tiny")) == []
+
+
+def test_reproduce_prints_each_claims_source(shipped, cli, tmp_path):
+    sourced = TINY.replace('paper = "tiny"\n', 'paper = "tiny"\nsource = "theory"\n', 1)
+    (shipped / "tiny.toml").write_text(sourced)
+    args = ("reproduce", "tiny", "--quick", "--db", str(tmp_path / "r.db"), "-w", "0", "-q")
+    code, out, _ = cli(*args, "--report", str(tmp_path / "r.html"))
+    assert code == 0 and "source" in out and "theory" in out

@@ -44,6 +44,11 @@ def _check_measure_fields(spec: Spec, m: MeasureSpec, source: str, path: str) ->
             f"{source}: {path}: `at` and `every` apply only to trained runs; add a [train] "
             "table or remove them."
         )
+    if m.point != "iterate" and m.every is None:
+        raise ConfigError(
+            f"{source}: {path}: `point = {m.point!r}` applies only to tracked measures; add "
+            "`every = k` or remove `point`."
+        )
 
 
 def check_theory(spec: Spec, source: str) -> None:
@@ -135,6 +140,12 @@ def _check_zip(spec: Spec, source: str) -> None:
     assert spec.sweep is not None
     used: set[str] = set()
     for i, group in enumerate(spec.sweep.zip):
+        if not group:
+            # an empty group would zip to no values at all and plan zero runs
+            raise ConfigError(
+                f"{source}: sweep.zip[{i}] is empty; list the keys that vary together, or "
+                "remove the group."
+            )
         for key in group:
             if key not in spec.sweep.axes:
                 raise ConfigError(

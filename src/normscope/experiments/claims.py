@@ -1,13 +1,15 @@
 """Check ``[[claim]]`` tables against stored results.
 
 Every check returns a :class:`ClaimResult`: the measured number, the expected range,
-PASS or FAIL, the number of points used, the fit quality (R² for fits) and a message.
+PASS or FAIL, the number of points used, the fit quality (R² for fits), a message, and
+where the claim comes from (``source``: paper, theory or finding, with its ``basis``).
 Problems in the data (too few points, a missing column, values that cannot be logged)
 make the claim FAIL with the reason; they never raise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import itertools
 import math
@@ -42,10 +44,21 @@ class ClaimResult:
     n: int
     r2: float | None
     message: str
+    source: str | None = None
+    basis: str = ""
+    contradicts: bool = False
 
     @property
     def verdict(self) -> str:
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def source_label(self) -> str:
+        """``paper``, ``theory``, ``finding``, ``finding against the paper``, or ``""``
+        for a claim that does not say."""
+        if self.contradicts:
+            return "finding against the paper"
+        return self.source or ""
 
 
 class _Fail(Exception):
@@ -182,7 +195,11 @@ def _bounded(claim: BoundedClaim, table: pd.DataFrame) -> ClaimResult:
 
 
 def _monotone(claim: MonotoneClaim, table: pd.DataFrame) -> ClaimResult:
-    xs, ys, note = _points(table, claim.x, claim.y, False, False)
+    if claim.deviation_from is not None:
+        deviation = (_column(table, claim.y) - _column(table, claim.deviation_from)).abs()
+        table = table.assign(**{_DEVIATION: deviation})
+    y = claim.y if claim.deviation_from is None else _DEVIATION
+    xs, ys, note = _points(table, claim.x, y, False, False)
     means = pd.Series(ys).groupby(xs).mean().sort_index()
     need = claim.min_points or 2
     if len(means) < need:
@@ -192,17 +209,22 @@ def _monotone(claim: MonotoneClaim, table: pd.DataFrame) -> ClaimResult:
     changes = [sign * (b - a) / (abs(a) if a != 0 else 1.0) for a, b in itertools.pairwise(values)]
     worst = float(min(changes))
     ok = worst >= -claim.tolerance
+    what = "" if claim.deviation_from is None else f" of |{claim.y} - {claim.deviation_from}|"
     return ClaimResult(
         claim_name(claim),
         claim.type,
         ok,
         worst,
-        f">= {-claim.tolerance:g}",
+        f">= {0.0 - claim.tolerance:g}",
         len(xs),
         None,
-        f"smallest relative step in the {claim.direction} direction: {worst:.4g} over "
-        f"{len(means)} x values{note}",
+        f"smallest relative step{what} in the {claim.direction} direction: {worst:.4g} over "
+        f"{len(means)} x values ({_means_text(means)}){note}",
     )
+
+
+def _means_text(means: pd.Series) -> str:
+    return ", ".join(f"{v:.4g}" for v in means.to_numpy())
 
 
 def _close(claim: CloseClaim, table: pd.DataFrame) -> ClaimResult:
@@ -226,6 +248,9 @@ def _close(claim: CloseClaim, table: pd.DataFrame) -> ClaimResult:
     )
 
 
+# the column name a deviation |y - column| is computed into (not a valid stored name)
+_DEVIATION = " deviation"
+
 _CHECKS: dict[type, Any] = {
     LoglogSlopeClaim: _within,
     SlopeClaim: _within,
@@ -238,6 +263,15 @@ _CHECKS: dict[type, Any] = {
 
 def evaluate(claim: ClaimSpec, table: pd.DataFrame) -> ClaimResult:
     """Check one claim on a wide results frame (rows of runs with status ``ok``)."""
+    return dataclasses.replace(
+        _verdict(claim, table),
+        source=claim.source,
+        basis=claim.basis or "",
+        contradicts=claim.contradicts,
+    )
+
+
+def _verdict(claim: ClaimSpec, table: pd.DataFrame) -> ClaimResult:
     try:
         rows = table[table["status"] == "ok"] if "status" in table.columns else table
         rows = select(rows, claim.filter, claim.step)

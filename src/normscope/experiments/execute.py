@@ -174,6 +174,7 @@ def _train(subject, config: dict[str, Any], rows: list[Row]) -> int:
             e["every"],
             e["options"],
             None if e.get("split") is None else load_data(config, e["split"]),
+            e.get("point", "iterate"),
         )
         for e in config["measures"]
         if e["every"] is not None

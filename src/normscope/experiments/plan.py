@@ -41,6 +41,7 @@ def base_config(spec: Spec) -> dict[str, Any]:
                 "at": m.at,
                 "every": m.every,
                 **({"split": m.split} if m.split is not None else {}),
+                **({"point": m.point} if m.point != "iterate" else {}),
             }
             for m in spec.measure
         ],

@@ -3,8 +3,10 @@
 A spec names one network/data/loss setting (``[subject]``), optional training
 (``[train]``), the measures to take (``[[measure]]``), the grid to sweep (``[sweep]``),
 theory columns to compute beside them (``[[theory]]``), figures (``[[plot]]``) and the
-claims the stored numbers are checked against (``[[claim]]``), and an optional smaller
-size (``[quick]``, applied by ``parse_spec(..., quick=True)``). Every table rejects
+claims the stored numbers are checked against (``[[claim]]``), words and units for the
+columns its figures draw (``[labels]``: column -> label, e.g. ``"theory.gain" = "predicted
+gain"``), and an optional smaller size (``[quick]``, applied by
+``parse_spec(..., quick=True)``). Every table rejects
 unknown fields; errors name the file, the field path and the fix.
 
 Example::
@@ -32,7 +34,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from normscope.errors import ConfigError
-from normscope.experiments.claims_spec import ClaimSpec
+from normscope.experiments.claims_spec import ClaimSpec, FilterValue
 from normscope.experiments.errors import describe_validation_error
 
 Scalar = str | int | float | bool
@@ -87,6 +89,9 @@ class MeasureSpec(BaseModel):
     tracks it every k training steps, from step 0 to the last step (``at`` is then moot).
     ``split`` takes the measure on another split of the subject's data source (same
     ``n``, seed and options), e.g. ``split = "test"`` for test loss and accuracy.
+    ``point = "midpoint"`` (tracked measures only) takes it at the midpoint of the
+    tracked iterate and the next one, the centre of gradient descent's period-two
+    oscillation at the edge of stability (``normscope.train.Tracker``).
     """
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
@@ -96,6 +101,7 @@ class MeasureSpec(BaseModel):
     at: Literal["init", "end", "both"] = "end"
     every: int | None = Field(default=None, gt=0)
     split: str | None = None
+    point: Literal["iterate", "midpoint"] = "iterate"
 
     @property
     def options(self) -> dict[str, Any]:
@@ -140,7 +146,10 @@ class PlotSpec(_Strict):
     """A figure of stored columns: ``y`` against ``x``, one line per ``color`` value,
     one panel per ``facet`` value. ``filter`` keeps rows whose columns equal the given
     values (a list means any of them); ``step`` picks training steps ("all", "first",
-    "last" or a number)."""
+    "last" or a number). ``title`` heads the figure; ``caption`` says what it shows and
+    what to see in it (printed under it in the report). Axes and legends name columns in
+    words (``normscope.report.labels``, extended by the spec's ``[labels]``); ``ylabel``
+    names the y axis when the lines are several quantities (default: the first's label)."""
 
     x: str
     y: str | list[str]
@@ -149,9 +158,11 @@ class PlotSpec(_Strict):
     kind: Literal["line", "scatter"] = "line"
     logx: bool = False
     logy: bool = False
-    filter: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    filter: dict[str, FilterValue] = Field(default_factory=dict)
     step: Literal["all", "first", "last"] | int = "all"
     title: str | None = None
+    caption: str | None = None
+    ylabel: str | None = None
 
 
 class QuickSpec(_Strict):
@@ -190,6 +201,7 @@ class Spec(_Strict):
     theory: list[TheorySpec] = Field(default_factory=list)
     plot: list[PlotSpec] = Field(default_factory=list)
     claim: list[ClaimSpec] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
     quick: QuickSpec | None = None
 
     @field_validator("name")

@@ -8,16 +8,17 @@ Registered as ``hiddenpower_gain``; columns
   else 0; ``evenly_spread``: 1 when they are ``nets.placement.evenly_spread(K, depth)``
   (the ``num_norm`` placement, which always normalizes the last hidden layer), else 0.
   K = 0 and K = depth are both;
-- ``log_gain``: log of the product of per-layer gains with the normalization factors
-  Π_k 1/σ_k of hiddenpower2025. A Gaussian layer W ~ N(0, (s σ_w)² / fan_in) multiplies
-  the norm of a typical vector by g = s σ_w (E ||W x||² = g² ||x||²; g / √2 after a ReLU,
-  which halves the second moment), so without normalization the gain is (depth + 1) log g
-  (hidden layers and output layer), and a normalization layer whose input has standard
-  deviation σ_k = g^(m_k) (m_k layers since the previous norm, inputs of unit variance)
-  divides by σ_k (``theory.hiddenpower.log_reduction_factor``). The product telescopes to
-  (layers after the last norm) × log g: exponential in K when the norms are the first K
-  layers, and the same for every K ≥ 1 when the last hidden layer is normalized.
-  nan for activations whose gain is not a constant factor (tanh, gelu, sin);
+- ``log_gain``: the mean-field log gain of a typical input direction through the net at
+  initialization (``theory.hiddenpower.typical_log_gain``): every Gaussian layer
+  W ~ N(0, g² / fan_in), g = weight_scale × sigma_w, multiplies it by g, the activation
+  by √E[φ′(u)²], and a normalization layer by 1/σ_k, σ_k the spread its input has
+  (hiddenpower2025). For identity and ReLU, σ_k is the forward gain of the stretch since
+  the previous norm, so the product telescopes to about g^(layers after the last norm):
+  exponential in K when the norms are the first K layers, the same for every K ≥ 1 when
+  the last hidden layer is normalized. For tanh the forward spread saturates while the
+  Jacobian keeps growing, so norms cancel only part of the gain. nan where the theory
+  does not model the net (non-Gaussian init, norm after the activation, norms other
+  than batch, layer and RMS);
 - ``gain``: exp(log_gain), to draw beside measured Lipschitz constants (inf on overflow).
 """
 
@@ -29,10 +30,10 @@ from typing import Any
 from normscope.errors import ConfigError
 from normscope.experiments import theory_columns
 from normscope.nets.placement import evenly_spread
-from normscope.theory.hiddenpower import log_reduction_factor, product_bound
+from normscope.theory.activations import activation_names
+from normscope.theory.hiddenpower import typical_log_gain
 
-# Second-moment gain of the activation on a centred Gaussian input (identity 1, ReLU 1/2).
-_MOMENT_GAIN = {"identity": 1.0, "relu": 0.5}
+_MODELLED_NORMS = ("none", "batch", "layer", "rms")
 
 
 def _sites(net: dict[str, Any], depth: int) -> list[int]:
@@ -50,20 +51,30 @@ def _sites(net: dict[str, Any], depth: int) -> list[int]:
     return list(named.get(placement, []))
 
 
-def _log_gain(net: dict[str, Any], depth: int, sites: list[int]) -> float:
-    """(depth + 1) log g + log Π_k 1/σ_k, σ_k = g^(layers since the previous norm)."""
-    moment = _MOMENT_GAIN.get(net.get("activation", "relu"))
-    if net.get("init", "gaussian") != "gaussian" or moment is None:
+def _log_gain(config: dict[str, Any], depth: int, sites: list[int]) -> float:
+    """The mean-field log gain of the run's MLP, nan where the theory does not model it."""
+    net = config["subject"]["net"]
+    activation = net.get("activation", "relu")
+    modelled = (
+        net.get("init", "gaussian") == "gaussian"
+        and net.get("order", "pre") == "pre"
+        and net.get("norm", "none") in _MODELLED_NORMS
+        and activation in activation_names()
+    )
+    if not modelled:
         return math.nan
     gain = net.get("weight_scale", 1.0) * net.get("sigma_w", 1.0)
     if gain <= 0:
         return -math.inf
-    log_g = math.log(gain) + 0.5 * math.log(moment)
-    previous, sigmas = -1, []
-    for site in sites:
-        sigmas.append(math.exp(log_g * (site - previous)))
-        previous = site
-    return product_bound([log_g] * (depth + 1)) + log_reduction_factor(sigmas)
+    scale = float(config["subject"]["data"].get("input_scale", 1.0))
+    return typical_log_gain(
+        depth,
+        activation,
+        gain=gain,
+        norm_sites=sites,
+        norm=net["norm"] if sites else "batch",
+        input_variance=scale * scale,
+    )
 
 
 @theory_columns.register("hiddenpower_gain")
@@ -78,7 +89,7 @@ def hiddenpower_gain(config: dict[str, Any]) -> dict[str, float]:
     depth = int(net.get("depth", 2))
     sites = _sites(net, depth)
     k = len(sites)
-    log_gain = _log_gain(net, depth, sites)
+    log_gain = _log_gain(config, depth, sites)
     return {
         "num_norm_layers": float(k),
         "first_k": float(sites == list(range(k))),

@@ -1,7 +1,9 @@
 """Theory columns for the karakida2019 reproduction: mean-field Fisher statistics of the
 run's network, from ``normscope.theory.karakida``.
 
-Registered as ``karakida_fisher``; columns ``lambda_max``, ``mean`` and ``bulk``.
+Registered as ``karakida_fisher``; columns ``lambda_max``, ``mean`` and ``bulk``, and
+``t_over_m`` = T / M, the number of samples per unit of width (karakida2019's condition for
+batch norm in the last layer is on it: λ_max stays O(1) in M when T / M stays fixed).
 """
 
 from __future__ import annotations
@@ -72,14 +74,15 @@ def karakida_fisher(config: dict[str, Any]) -> dict[str, float]:
     net; for batch norm on the output only, the mean-subtracted spectrum (bulk level
     α(κ_1 − κ_2)M/T, mean (C/M)(κ_1 − κ_2)(T − 1)/T; the division by the batch standard
     deviation is not modelled). ``bulk`` = (αM/T)(κ_1 − κ_2). Norms the formulas do not
-    model (hidden batch norm, layer norm) get no columns.
+    model (hidden batch norm, layer norm) get only ``t_over_m``.
     """
     net, data = config["subject"]["net"], config["subject"]["data"]
-    centred = _output_mean_subtracted(net)
-    if centred is None:
-        return {}
     widths = _widths(net)
     n, outputs, q1_input = _data_sizes(config)
+    ratio = {"t_over_m": n / widths[0]}
+    centred = _output_mean_subtracted(net)
+    if centred is None:
+        return ratio
     input_dim = int(data.get("dim", 100))
     big_m = widths[0]
     sigma_b2 = net.get("sigma_b", 0.0) ** 2 if net.get("bias", True) else 0.0
@@ -93,4 +96,4 @@ def karakida_fisher(config: dict[str, Any]) -> dict[str, float]:
     )
     pred = fisher_predictions(order, big_m, n, outputs, output_mean_subtracted=centred)
     out = {"lambda_max": pred.lambda_max, "mean": pred.mean, "bulk": pred.bulk}
-    return {k: v for k, v in out.items() if math.isfinite(v)}
+    return ratio | {k: v for k, v in out.items() if math.isfinite(v)}

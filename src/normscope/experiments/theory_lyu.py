@@ -24,7 +24,8 @@ from normscope.experiments import theory_columns
 
 @theory_columns.register("edge_of_stability")
 def edge_of_stability(config: dict[str, Any]) -> dict[str, float]:
-    """2 / lr, the spherical threshold 2, and the weight-decay norm decay rate (lyu2022)."""
+    """2 / lr, the spherical threshold 2, the weight-decay norm decay rate and lr * wd
+    (lyu2022)."""
     train = config.get("train")
     if not train or "lr" not in train:
         raise ConfigError(
@@ -37,4 +38,9 @@ def edge_of_stability(config: dict[str, Any]) -> dict[str, float]:
         raise ConfigError(f"edge_of_stability needs lr > 0, got {lr}.")
     shrink = (1.0 - lr * wd) ** 2
     rate = -math.log(shrink) if shrink > 0 else math.inf
-    return {"two_over_lr": 2.0 / lr, "stability": 2.0, "norm_decay_rate": rate}
+    return {
+        "two_over_lr": 2.0 / lr,
+        "stability": 2.0,
+        "norm_decay_rate": rate,
+        "lr_wd": lr * wd,
+    }

@@ -39,6 +39,7 @@ class Tracked:
     every: int
     options: dict[str, Any] = field(default_factory=dict)
     data: Any = None  # a Dataset to measure on instead of the training data (a split)
+    point: str = "iterate"  # or "midpoint": (theta_t + theta_{t+1}) / 2 (train.Tracker)
 
 
 def training_hook() -> TrainFn:

@@ -43,7 +43,9 @@ def spherical_sharpness(
     normalization epsilon set to ~0) and named in ``details["groups"]``. The headline
     value treats their union as ``w`` (a union of scale-invariant groups is itself scale
     invariant); ``details["group_values"]`` holds ``lambda_max(H_gg) ||w_g||^2`` for each
-    group ``g`` on its own, with ``group_effective_lr`` when ``lr`` is given. Also in
+    group ``g`` on its own, with ``group_effective_lr`` when ``lr`` is given, and the same
+    per group as scalars ``group_value.<group>``, ``weight_norm_sq.<group>`` and (with
+    ``lr``) ``stability.<group>`` = ``lr * lambda_max(H_gg)``. Also in
     details: ``raw_sharpness`` = ``lambda_max(H_ww)``, ``weight_norm_sq`` = ``||w||^2``,
     and with ``lr``: ``effective_lr`` = ``lr / ||w||^2`` and ``stability`` =
     ``effective_lr * S`` (2 at the edge of stability). When no group is scale invariant
@@ -84,5 +86,20 @@ def spherical_sharpness(
         details["effective_lr"] = lr / norm_sq
         details["stability"] = lr / norm_sq * value
         details["group_effective_lr"] = np.array([lr / n for _, n in per_group])
+    details |= _per_group_scalars([g.name for g in groups], per_group, lr)
     notes = [f"scale-invariant groups: {', '.join(g.name for g in groups)}"]
     return Measurement("spherical_sharpness", value, details, meter.cost(), {}, notes)
+
+
+def _per_group_scalars(
+    names: list[str], per_group: list[tuple[float, float]], lr: float | None
+) -> dict[str, float]:
+    """One scalar per group and quantity, keyed ``<quantity>.<group>`` (stored results
+    keep scalar details as columns, so each group's curve can be drawn and checked)."""
+    out: dict[str, float] = {}
+    for name, (lam, norm_sq) in zip(names, per_group, strict=True):
+        out[f"group_value.{name}"] = lam * norm_sq
+        out[f"weight_norm_sq.{name}"] = norm_sq
+        if lr is not None:
+            out[f"stability.{name}"] = lr * lam
+    return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
+from collections.abc import Mapping
 from typing import Any
 
 import matplotlib
@@ -17,6 +19,7 @@ from matplotlib.figure import Figure
 from normscope.errors import ConfigError
 from normscope.experiments.frames import select
 from normscope.experiments.spec import PlotSpec
+from normscope.report.labels import column_label, legend_entry
 
 MAX_COLUMNS = 3
 
@@ -46,17 +49,20 @@ def _series(ax: Any, rows: pd.DataFrame, plot: PlotSpec, y: str, label: str | No
         return
     mean = data.groupby(plot.x)[y].mean().sort_index()
     # theory columns are predictions, drawn dashed so they read apart from measurements
-    style = {"ls": "--", "marker": None} if y.startswith("theory.") else {"marker": "o"}
+    theory = y.startswith("theory.")
+    style = {"ls": "--", "marker": None} if theory else {"marker": "o"}
     (line,) = ax.plot(mean.index, mean.to_numpy(), ms=3, label=label, **style)
-    if len(data) > len(mean):
+    if len(data) > len(mean) and not theory:
         ax.scatter(data[plot.x], data[y], s=6, alpha=0.35, color=line.get_color())
 
 
-def draw(plot: PlotSpec, table: pd.DataFrame) -> Figure:
+def draw(plot: PlotSpec, table: pd.DataFrame, labels: Mapping[str, str] | None = None) -> Figure:
     """Draw ``plot`` from a wide results frame (finished runs only).
 
     Lines join the mean of y over runs with equal x (seeds); the single runs are drawn
-    as faint points beside them. Theory columns (``theory.*``) are dashed lines.
+    as faint points beside them. Theory columns (``theory.*``) are dashed lines. Axes,
+    legends and panel titles name columns in words (:mod:`normscope.report.labels`;
+    ``labels`` are the spec's own additions).
     """
     ys = plot.y if isinstance(plot.y, list) else [plot.y]
     for column in (plot.x, *ys, plot.color, plot.facet):
@@ -68,27 +74,29 @@ def draw(plot: PlotSpec, table: pd.DataFrame) -> Figure:
     panels = _groups(rows, plot.facet)
     ncols = min(MAX_COLUMNS, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.6 * ncols, 3.6 * nrows), squeeze=False, layout="constrained"
+    )
     for ax, (facet_value, panel) in zip(axes.flat, panels, strict=False):
         for y in ys:
             for color_value, group in _groups(panel, plot.color):
-                parts = [y] if len(ys) > 1 else []
+                parts = [column_label(y, labels)] if len(ys) > 1 else []
                 if plot.color is not None:
-                    parts.append(f"{plot.color.rsplit('.', 1)[-1]}={color_value}")
+                    parts.append(legend_entry(plot.color, color_value, labels))
                 _series(ax, group, plot, y, ", ".join(parts) or None)
         ax.set_xscale("log" if plot.logx else "linear")
         ax.set_yscale("log" if plot.logy else "linear")
-        ax.set_xlabel(plot.x)
-        ax.set_ylabel(ys[0] if len(ys) == 1 else "value")
+        ax.set_xlabel(column_label(plot.x, labels))
+        ax.set_ylabel(plot.ylabel or column_label(ys[0], labels))
         if plot.facet is not None:
-            ax.set_title(f"{plot.facet} = {facet_value}", fontsize=9)
+            ax.set_title(legend_entry(plot.facet, facet_value, labels), fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if plot.title:
-        fig.suptitle(plot.title)
-    fig.tight_layout()
+        # wrapped to the figure's width (about ten characters per inch at this size)
+        fig.suptitle(textwrap.fill(plot.title, int(10 * fig.get_figwidth())), fontsize=11)
     return fig
 
 

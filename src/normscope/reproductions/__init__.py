@@ -13,7 +13,13 @@ Contract for a reproduction (what a new one must provide)
    - ``description``: what is measured, in a sentence or two;
    - ``[[measure]]``, ``[sweep]``, ``[[theory]]`` (optional), ``[[plot]]`` and
      ``[[claim]]`` tables; every claim carries ``name`` and ``paper`` (the short paper
-     name), and a TOML comment above its bound saying where the bound comes from;
+     name), ``source`` (``paper``: the paper states it; ``theory``: derived from its
+     formulas; ``finding``: measured beyond or against it, with ``contradicts = true``
+     when it contradicts a reading of the paper) and ``basis`` (where the paper says it,
+     the derivation, or the reading a finding goes beyond or against, in words of our
+     own), and a TOML comment above its bound saying where the bound comes from;
+   - ``[labels]`` (optional): words and units for the columns its plots draw that the
+     report's label map does not know (its theory columns, labelled measures);
    - a ``[quick]`` table (``experiments.spec.QuickSpec``) that shrinks the run to at most
      about 2 minutes on 2 cores: ``[quick.sweep]`` replaces existing ``[sweep]`` entries,
      ``[quick.set]`` assigns existing dotted paths under subject/train/measure/theory

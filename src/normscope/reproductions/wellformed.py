@@ -38,7 +38,7 @@ def _known(column: str, frame: pd.DataFrame, labels: set[str]) -> bool:
 
 
 def _claim_columns(claim: Any) -> list[str]:
-    names = [getattr(claim, key, None) for key in ("x", "y", "by", "theory")]
+    names = [getattr(claim, key, None) for key in ("x", "y", "by", "theory", "deviation_from")]
     return [n for n in names if n is not None]
 
 
@@ -50,6 +50,12 @@ def problems(rep: Reproduction) -> list[str]:
         what = f"claim {claim.name!r}"
         if not claim.name or not claim.paper:
             out.append(f"{what}: give it a `name` and a `paper`")
+        if claim.source is None or not claim.basis:
+            out.append(
+                f"{what}: say where it comes from: `source` (paper, theory or finding) and "
+                "`basis` (where the paper says it, the derivation, or the reading it goes "
+                "beyond or against)"
+            )
         for column in [*_claim_columns(claim), *claim.filter]:
             if not _known(column, frame, labels):
                 out.append(f"{what}: column {column!r} will not exist")
@@ -58,7 +64,8 @@ def problems(rep: Reproduction) -> list[str]:
         kept = select(frame, claim.filter, "all")
         if kept.empty:
             out.append(f"{what}: its filter keeps no planned run")
-        elif claim.type in FIT_TYPES and kept[claim.x].nunique() < 3:
+        elif claim.type in FIT_TYPES and claim.x != "step" and kept[claim.x].nunique() < 3:
+            # (a fit over training steps gets its x values from tracking, not the plan)
             out.append(f"{what}: a fit needs >= 3 x values, the filter keeps fewer")
     for i, p in enumerate(rep.spec.plot):
         ys = p.y if isinstance(p.y, list) else [p.y]

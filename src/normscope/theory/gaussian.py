@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -49,7 +50,16 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 def _nodes(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
     if int(n_nodes) != n_nodes or n_nodes < 2:
         raise ConfigError(f"n_nodes must be an integer >= 2, got {n_nodes!r}")
-    return leggauss(int(n_nodes))
+    return _legendre(int(n_nodes))
+
+
+@functools.cache
+def _legendre(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights, computed once per size (an eigenvalue problem
+    that costs more than the integrals that use it); read-only, since they are shared."""
+    x, w = leggauss(n_nodes)
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
 
 
 def _pieces(

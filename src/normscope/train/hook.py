@@ -24,8 +24,9 @@ def run_training(
 ) -> int:
     """Train ``subject`` with the options of ``train_config``; report tracked measures.
 
-    ``tracked`` items carry ``label``, ``name``, ``every``, ``options`` and ``data`` (a
-    Dataset to measure on instead of the training data, or None); each gets a
+    ``tracked`` items carry ``label``, ``name``, ``every``, ``options``, ``data`` (a
+    Dataset to measure on instead of the training data, or None) and ``point``
+    (``"iterate"`` or ``"midpoint"``, see :class:`Tracker`); each gets a
     Tracker of its own (so warm starts and schedules are per measure), and every
     measurement reaches ``on_record(step, label, measurement)``. Returns the number of
     steps taken.
@@ -42,6 +43,7 @@ def run_training(
             options={t.name: dict(t.options)} if t.options else None,
             track_weight_norms=False,
             data=getattr(t, "data", None),
+            point=getattr(t, "point", "iterate"),
             on_measurement=lambda step, _name, m, label=t.label: on_record(step, label, m),
         )
         for t in tracked

@@ -17,9 +17,11 @@ as in ordinary training); parameters outside the Subject's selection stay frozen
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -109,7 +111,9 @@ def train(
             groups ``Subject.scale_invariant_groups`` finds; lyu2022's setting), or
             name patterns.
         tracker: a :class:`Tracker` (or several, each with its own ``every``), called
-            before step 0, every ``tracker.every`` steps, and after the last step.
+            before step 0, every ``tracker.every`` steps, and after the last step; a
+            tracker with ``point="midpoint"`` measures at the midpoint of the tracked
+            iterate and the next one (the update is tried and undone first).
         on_step: called as ``on_step(step, loss)`` after every step (progress bars).
 
     Training stops early, with ``stopped="diverged"``, when the loss becomes non-finite.
@@ -137,11 +141,12 @@ def train(
         p.requires_grad_(False)
     try:
         for step in range(steps):
+            step_lr = learning_rate(lr, schedule, step, steps, warmup)
+            for g in opt.param_groups:
+                g["lr"] = step_lr
             for t in trackers:
                 if t.due(step):
-                    t.step(subject, step, lr=learning_rate(lr, schedule, step, steps, warmup))
-            for g in opt.param_groups:
-                g["lr"] = learning_rate(lr, schedule, step, steps, warmup)
+                    _track(t, subject, step, step_lr, opt, optimizer, generator)
             loss = _gradient_step(subject, opt, optimizer, generator)
             result.steps, result.final_loss = step + 1, loss
             result.losses.append(loss)
@@ -152,8 +157,10 @@ def train(
                 break
         if result.stopped == "completed":
             final_lr = learning_rate(lr, schedule, steps, steps, warmup)
+            for g in opt.param_groups:
+                g["lr"] = final_lr
             for t in trackers:
-                t.step(subject, result.steps, lr=final_lr)
+                _track(t, subject, result.steps, final_lr, opt, optimizer, generator)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -161,6 +168,60 @@ def train(
             m.training = training
         opt.zero_grad(set_to_none=True)
     return result
+
+
+def _track(
+    tracker: Tracker,
+    subject: Subject,
+    step: int,
+    lr: float,
+    opt: torch.optim.Optimizer,
+    optimizer: str,
+    generator: torch.Generator,
+) -> None:
+    """Run ``tracker`` at ``step``: at the iterate, or at the midpoint of it and the next."""
+    if tracker.point == "midpoint":
+        with _at_midpoint(subject, opt, optimizer, generator):
+            tracker.step(subject, step, lr=lr)
+    else:
+        tracker.step(subject, step, lr=lr)
+
+
+@contextmanager
+def _at_midpoint(
+    subject: Subject, opt: torch.optim.Optimizer, optimizer: str, generator: torch.Generator
+) -> Iterator[None]:
+    """Move the trained parameters to ``(theta_t + theta_{t+1}) / 2`` for the duration.
+
+    ``theta_{t+1}`` is the update training is about to make (a trial step with the
+    optimizer's current state and step size); afterwards parameters, buffers (batch-norm
+    running statistics), optimizer state and the mini-batch generator are restored, so
+    training goes on exactly as without the measurement.
+    """
+    params = [p for g in opt.param_groups for p in g["params"]]
+    model = subject.model
+    saved = [p.detach().clone() for p in params]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    opt_state = copy.deepcopy(opt.state_dict())
+    generator_state = generator.get_state()
+    try:
+        _gradient_step(subject, opt, optimizer, generator)
+        with torch.no_grad():
+            for p, before in zip(params, saved, strict=True):
+                p.add_(before).mul_(0.5)
+            for b, before in buffers:
+                b.copy_(before)
+        opt.zero_grad(set_to_none=True)
+        yield
+    finally:
+        with torch.no_grad():
+            for p, before in zip(params, saved, strict=True):
+                p.copy_(before)
+            for b, before in buffers:
+                b.copy_(before)
+        opt.load_state_dict(opt_state)
+        generator.set_state(generator_state)
+        opt.zero_grad(set_to_none=True)
 
 
 def _gradient_step(

@@ -15,6 +15,13 @@ fewer Hessian-vector products per tracked step. Each call records, besides every
 measure's value, its scalar details (``"sharpness.iterations"``...), its product counts
 (``"sharpness.cost.hvp"``), the learning rate and the stability line ``2/lr``, and the
 norm of every scale-invariant parameter group (``"weight_norm.<group>"``, lyu2022).
+
+``point="midpoint"`` asks :func:`normscope.train.train` to take the measures at the
+midpoint ``(theta_t + theta_{t+1}) / 2`` of the tracked iterate and the next one instead of
+at ``theta_t``. At the edge of stability gradient descent oscillates with period two
+across a valley; the iterates sit on alternating sides, and a measure taken every k steps
+(k even) sees one side only, while the midpoint is close to the valley's centre, where the
+theory of the edge of stability (Arora, Li, Panigrahi 2022; lyu2022) states its limits.
 """
 
 from __future__ import annotations
@@ -31,8 +38,10 @@ from torch import nn
 
 from normscope import measures as registry
 from normscope.data import batches as batch_io
-from normscope.errors import ConfigError
+from normscope.errors import ConfigError, unknown_name
 from normscope.subject import Subject
+
+POINTS = ("iterate", "midpoint")
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,9 @@ class Tracker:
             with the Subject's model and settings (e.g. a test split).
         track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
         warm_start: pass each warm-startable measure its previous eigenvectors.
+        point: ``"iterate"`` (measure at the current parameters) or ``"midpoint"``
+            (:func:`normscope.train.train` measures at the midpoint of the current and
+            the next iterate; in a loop of your own, pass the model at that point).
         on_measurement: called as ``on_measurement(step, name, measurement)`` with every
             full Measurement (the experiment runner stores them this way).
     """
@@ -80,9 +92,13 @@ class Tracker:
         track_weight_norms: bool = True,
         on_measurement: Callable[[int, str, Any], None] | None = None,
         warm_start: bool = True,
+        point: str = "iterate",
     ) -> None:
         if every < 1:
             raise ConfigError(f"every must be >= 1, got {every}.")
+        if point not in POINTS:
+            raise unknown_name("tracking point", point, POINTS)
+        self.point = point
         self.infos = [registry.info(name) for name in measures]
         self.every = every
         self.options = dict(options or {})
