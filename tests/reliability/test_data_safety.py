@@ -156,15 +156,15 @@ def test_one_figure_matplotlib_cannot_draw_is_that_figures_problem(db, tmp_path,
         run_experiment(parse_spec(text), store, spec_toml=text, workers=0, quiet=True)
     draw = html.draw
 
-    def fail_on_first(plot, table):
+    def fail_on_first(plot, table, labels=None):
         if plot.title == "figure 1":
             raise ValueError("cannot lay out this text")
-        return draw(plot, table)
+        return draw(plot, table, labels)
 
     monkeypatch.setattr(html, "draw", fail_on_first)
     page = html.build_report(tmp_path / "two.db", tmp_path / "site" / "r.html").read_text()
     assert "Figure 1 (figure 1): matplotlib could not draw it (ValueError" in page
-    assert "<figcaption>figure 2" in page
+    assert "<figcaption><b>Figure 2.</b> figure 2." in page
     import matplotlib.pyplot as plt
 
     assert plt.get_fignums() == []
