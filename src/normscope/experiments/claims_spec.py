@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from normscope.strict import NoBoolNumbers
 
 Scalar = str | int | float | bool
 
 
-class _Claim(BaseModel):
+class _Claim(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None
