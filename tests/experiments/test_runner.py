@@ -109,7 +109,10 @@ def fake_training_module(calls):
             on_record(step, tracked[0].label, tracked[0].fn(subject, **tracked[0].options))
         return train_config["steps"]
 
-    return types.SimpleNamespace(run_training=run_training)
+    def check_options(train_config, *, batch_size):
+        calls.append(("checked", dict(train_config), batch_size))
+
+    return types.SimpleNamespace(run_training=run_training, check_options=check_options)
 
 
 def test_training_hook_gets_config_and_tracked_measures(tmp_path, monkeypatch):
@@ -126,7 +129,8 @@ def test_training_hook_gets_config_and_tracked_measures(tmp_path, monkeypatch):
         lr = 0.1
     """)
     run(text, tmp_path / "r.db", workers=0)
-    assert calls == [({"steps": 4, "lr": 0.1}, ["tracked_loss"])]
+    assert calls[0] == ("checked", {"steps": 4, "lr": 0.1}, None)
+    assert calls[-1] == ({"steps": 4, "lr": 0.1}, ["tracked_loss"])
     frame = load(tmp_path / "r.db")
     steps = {(n, s) for n, s in zip(frame["name"], frame["step"], strict=True)}
     assert steps == {

@@ -138,7 +138,7 @@ title = "title {EVIL}"
 
 [[plot]]
 x = "subject.net.width"
-y = "missing {IMG}"
+y = "loss {IMG}.missing {IMG}"
 
 [[claim]]
 name = "claim {EVIL}"
@@ -201,7 +201,7 @@ def test_report_has_no_script_no_handlers_and_only_local_links(hostile_report):
         f"claim {EVIL}",  # claim names
         f"claim two {IMG}",
         f"title {EVIL}",  # figure caption
-        f"missing {IMG}",  # a figure's error message
+        f"missing {IMG}",  # a figure's error message (a detail no run returned)
         f"split {EVIL!r}",  # a failed run's error message, quoting a config value
     ],
 )
