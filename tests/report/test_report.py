@@ -24,7 +24,7 @@ title = "loss <b>by</b> width"
 
 [[plot]]
 x = "subject.net.width"
-y = "no_such_column"
+y = "loss.no_such_column"
 
 [[claim]]
 type = "bounded"
@@ -84,7 +84,7 @@ def test_figures_are_embedded_pngs_and_written_beside_the_page(report):
 
 def test_a_figure_that_cannot_be_drawn_is_explained_not_fatal(report):
     text = "".join(report[1].text)
-    assert "plot column 'no_such_column' is not in the results" in text
+    assert "plot column 'loss.no_such_column' is not in the results" in text
 
 
 def test_claims_table_and_failed_runs_are_shown(report):

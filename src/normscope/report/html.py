@@ -19,7 +19,7 @@ import pandas as pd
 import normscope
 from normscope.errors import NormscopeError, StoreError
 from normscope.experiments.claims import ClaimResult, evaluate_all
-from normscope.experiments.frames import load, wide
+from normscope.experiments.frames import load, require_experiment, wide
 from normscope.experiments.spec import Spec, parse_spec
 from normscope.experiments.store import Store
 from normscope.report.figures import draw, png_bytes
@@ -150,7 +150,7 @@ def build_report(db: str | Path, output: str | Path, experiment: str | None = No
     with Store(db, readonly=True) as store:
         names = [experiment] if experiment is not None else store.experiments()
         if experiment is not None:
-            store.spec_toml(experiment)
+            require_experiment(store, experiment)
         sections = [
             _section(i, n, store, db, output.parent, output.stem) for i, n in enumerate(names)
         ]
