@@ -231,7 +231,7 @@ def measure(
     ] = None,
 ) -> None:
     """Take one measure of one network on one data set."""
-    from normscope.experiments.execute import build_subject
+    from normscope.experiments.execute import build_subject, run_notes
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
     from normscope.measures import get
@@ -268,6 +268,8 @@ def measure(
         subject = build_subject(config)
         result = get(name)(subject, **config["measures"][0]["options"])
     _show_measurement(result)
+    for note in run_notes(config):
+        console.print(f"note: {escape(note)}")
 
 
 @app.command()

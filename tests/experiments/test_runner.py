@@ -223,3 +223,45 @@ def test_negative_workers_is_a_config_error(tmp_path, workers):
 
     with pytest.raises(ConfigError, match="--workers"):
         run(TINY, tmp_path / "r.db", workers=workers)
+
+
+CNN_ON_DIGITS = """
+name = "cnn"
+[subject]
+net = {arch = "cnn", width = 2, depth = 1}
+data = {name = "digits", n = 16}
+[[measure]]
+name = "loss"
+[sweep]
+"subject.data.flatten" = [true, false]
+"""
+
+
+def test_a_conv_net_on_flattened_images_says_so_in_every_measurement_of_the_run(tmp_path):
+    run(CNN_ON_DIGITS, tmp_path / "r.db", workers=0)
+    frame = load(tmp_path / "r.db").set_index("subject.data.flatten")
+    (flat,) = frame.loc[True, "notes"]
+    assert flat.startswith("arch 'cnn' on digits images flattened to shape (64,): a 1-D CNN")
+    assert "flatten = false" in flat
+    assert not any(n.startswith("arch") for n in frame.loc[False, "notes"])
+
+
+@pytest.mark.parametrize(
+    ("arch", "data", "noted"),
+    [
+        ("transformer", {"name": "digits"}, True),
+        ("mlp", {"name": "digits"}, False),
+        ("cnn", {"name": "mnist1d"}, False),  # a 1-D signal: a 1-D CNN is what is wanted
+        ("cnn", {"name": "gaussian", "dim": 5}, False),
+    ],
+)
+def test_only_image_architectures_on_flattened_images_get_the_note(arch, data, noted):
+    from normscope.experiments.execute import run_notes
+
+    config = {
+        "subject": {
+            "net": {"arch": arch, "input_shape": [64]},
+            "data": {"n": 8, "split": "train", "seed": 0, **data},
+        }
+    }
+    assert bool(run_notes(config)) is noted

@@ -67,6 +67,18 @@ def names() -> list[str]:
     return sorted(SOURCES)
 
 
+def flattens(name: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether ``load(name, **options)`` returns images flattened to vectors (digits by
+    default; mnist and cifar10 with ``flatten=True``).
+
+    Example:
+        >>> flattens("digits"), flattens("digits", {"flatten": False}), flattens("mnist1d")
+        (True, False, False)
+    """
+    source = _source(name)
+    return source.flatten is not None and bool((options or {}).get("flatten", source.flatten))
+
+
 def _source(name: str) -> Source:
     if name not in SOURCES:
         raise unknown_name("data set", name, SOURCES)
@@ -195,6 +207,6 @@ def load(
         data = data.standardize(*train_statistics(train.x, source.stats))
     if n is not None and "n" not in source.parameters:
         data = _subsample(data, n, seed, name, split)
-    if options.get("flatten", source.flatten):
+    if flattens(name, options):
         data = _flatten(data)
     return data
