@@ -20,6 +20,7 @@ from normscope.data.dataset import Dataset
 from normscope.errors import ConfigError, NormscopeError, ShapeError, UnknownNameError
 from normscope.experiments.store import DEFAULT_PATH
 from normscope.subject import BN_MODES
+from normscope.terminal import activity
 
 FOLDER_SOURCES = {"mnist": "train-images-idx3-ubyte", "cifar10": "data_batch_1.bin"}
 """Data sets read from a folder, told apart by a file only they hold."""
@@ -128,7 +129,7 @@ def audit_command(
         net, function = load_model(model)
         shape = parse_shape(input_shape) if input_shape else None
         dataset = load_data(data, n, seed, shape)
-        with errors.status("auditing ...") as status:
+        with activity(errors, f"auditing {function} ...") as progress:
             result = audit(
                 net,
                 dataset,
@@ -139,7 +140,7 @@ def audit_command(
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
-                progress=status.update,
+                progress=progress,
             )
         print_result(result, console)
         experiment = result.save(db)
@@ -147,7 +148,7 @@ def audit_command(
         if html is not None:
             console.print(f"HTML written to {escape(str(result.write_html(html)))}")
     except NormscopeError as err:
-        errors.print(f"[bold red]error:[/bold red] {escape(str(err))}")
+        errors.print(f"[bold red]error:[/bold red] {escape(str(err))}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -19,20 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from normscope.errors import ConfigError
 from normscope.experiments.execute import RUN_THREADS, RunResult, execute_run, versions
 from normscope.experiments.plan import RunConfig, plan
 from normscope.experiments.spec import Spec
 from normscope.experiments.store import Store
+from normscope.terminal import counted
 
 BACKENDS = ("local", "ray")
 
@@ -153,21 +146,6 @@ def _executor(
     return lambda runs: iter_local(runs, workers)
 
 
-def _progress(quiet: bool, console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console or Console(stderr=True),
-        disable=quiet,
-        transient=False,
-    )
-
-
 def run_experiment(
     spec: Spec,
     store: Store,
@@ -184,7 +162,9 @@ def run_experiment(
     """Execute the runs of ``spec`` not yet in ``store`` and store each as it finishes.
 
     Runs stored as ``ok`` are skipped; runs stored as ``failed`` are skipped too unless
-    ``retry_failed``. Returns counts and the failures of this call.
+    ``retry_failed``. Returns counts and the failures of this call. Progress goes to
+    ``console`` (default: stderr): a bar on a terminal, one plain line per finished run
+    when it is a file or a pipe, nothing when ``quiet``.
     """
     execute = _executor(backend, workers, address)
     runs = plan(spec, source=source)
@@ -200,8 +180,8 @@ def run_experiment(
     todo = [r for r in runs if statuses.get(r.hash) not in skip]
     summary = Summary(spec.name, len(runs), skipped=len(runs) - len(todo))
     t0 = time.perf_counter()
-    with _progress(quiet, console) as progress:
-        task = progress.add_task(spec.name, total=len(todo), failed=0)
+    shown = console or Console(stderr=True)
+    with counted(shown, spec.name, len(todo), quiet=quiet or not todo) as advance:
         for result in execute(todo) if todo else ():
             store.write_run(spec.name, result)
             if result.status == "ok":
@@ -209,6 +189,6 @@ def run_experiment(
             else:
                 summary.failed += 1
                 summary.failures.append((result.hash, result.error or "unknown error"))
-            progress.update(task, advance=1, failed=summary.failed)
+            advance(summary.failed)
     summary.seconds = time.perf_counter() - t0
     return summary
