@@ -15,12 +15,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 
 import normscope
 from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError
 from normscope.measurement import Measurement
+from normscope.terminal import activity, add_key_column, fits
 
 # Every run computes on one thread (bit-identical results whatever the worker count),
 # so the machine is used by running one worker per core.
@@ -98,6 +100,26 @@ def list_(
 
 DB_HELP = "Results store (SQLite file)."
 DEFAULT_DB = Path("results") / "normscope.db"
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help=f"{DB_HELP} [default: {DEFAULT_DB}]", show_default=False, metavar="PATH"
+    ),
+]
+StoreArgument = Annotated[
+    Path | None,
+    typer.Argument(help="The results store, as --db (both spellings work).", show_default=False),
+]
+
+
+def _store(positional: Path | None, option: Path | None) -> Path:
+    """The store of a command that takes it as ``--db PATH`` or as its first argument."""
+    if positional is not None and option is not None and positional != option:
+        raise ConfigError(
+            f"two results stores given ({str(positional)!r} and --db {str(option)!r}); "
+            "give the store once, as --db PATH."
+        )
+    return option or positional or DEFAULT_DB
 
 
 class Backend(StrEnum):
@@ -264,7 +286,7 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with err_console.status(f"measuring {name} ..."):
+    with activity(err_console, f"measuring {name} ..."):
         subject = build_subject(config)
         result = get(name)(subject, **config["measures"][0]["options"])
     _show_measurement(result)
@@ -272,37 +294,65 @@ def measure(
         console.print(f"note: {escape(note)}")
 
 
+CLAIM_COLUMNS = ("result", "measured", "expected", "points", "R²", "message")
+
+
+def _claim_cells(r) -> list[str]:
+    style = "green" if r.passed else "bold red"
+    return [
+        f"[{style}]{r.verdict}[/{style}]",
+        "" if r.measured != r.measured else f"{r.measured:.4g}",
+        escape(r.expected),
+        str(r.n),
+        "" if r.r2 is None else f"{r.r2:.3f}",
+        escape(r.message),
+    ]
+
+
+def _claims_table(title: str, claims: list) -> Table:
+    table = Table(title=escape(title))
+    add_key_column(table, "claim", [r.name for r in claims])
+    for col in CLAIM_COLUMNS:
+        table.add_column(col, no_wrap=col != "message")
+    for r in claims:
+        table.add_row(escape(r.name), *_claim_cells(r))
+    return table
+
+
+def _print_claims(title: str, claims: list) -> None:
+    """One table of claims when it fits the terminal (the message column wraps, the claim
+    column never does), else one block per claim: verdict and name, then its numbers."""
+    if not claims:
+        console.print(f"{escape(title)}: no claims")
+        return
+    table = _claims_table(title, claims)
+    if fits(console, table):
+        console.print(table)
+        return
+    console.print(f"[bold]{escape(title)}[/bold]")
+    for r in claims:
+        verdict, measured, expected, points, r2, message = _claim_cells(r)
+        console.print(f"{verdict} [bold]{escape(r.name)}[/bold]")
+        numbers = f"measured {measured or '—'}, expected {expected}, {points} points"
+        for line in (numbers + (f", R² {r2}" if r2 else ""), message):
+            if line:
+                console.print(Padding(line, (0, 0, 0, 5), expand=False))
+
+
 @app.command()
 def check(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
 ) -> None:
     """Check the claims of stored experiments; exit status 1 if any claim fails."""
     from normscope.experiments.claims import check_store
 
-    results = check_store(db, experiment)
-    failed = 0
+    results = check_store(_store(db, db_option), experiment)
     for name, claims in results.items():
-        table = Table(title=escape(name))
-        for col in ("claim", "result", "measured", "expected", "points", "R²", "message"):
-            table.add_column(col)
-        for r in claims:
-            style = "green" if r.passed else "red"
-            table.add_row(
-                escape(r.name),
-                f"[{style}]{r.verdict}[/{style}]",
-                "" if r.measured != r.measured else f"{r.measured:.4g}",
-                escape(r.expected),
-                str(r.n),
-                "" if r.r2 is None else f"{r.r2:.3f}",
-                escape(r.message),
-            )
-            failed += not r.passed
-        if claims:
-            console.print(table)
-        else:
-            console.print(f"{escape(name)}: no claims")
+        _print_claims(name, claims)
     total = sum(len(c) for c in results.values())
+    failed = sum(not r.passed for claims in results.values() for r in claims)
     console.print(f"{total - failed} of {total} claims pass")
     if failed:
         raise typer.Exit(1)
@@ -310,7 +360,8 @@ def check(
 
 @app.command()
 def report(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
         "results"
     )
@@ -320,13 +371,14 @@ def report(
     """Write a self-contained HTML report (figures, claims, failures, specs)."""
     from normscope.report import build_report
 
-    path = build_report(db, output, experiment)
+    path = build_report(_store(db, db_option), output, experiment)
     console.print(f"report written to {escape(str(path))}")
 
 
 @app.command()
 def export(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     format: Annotated[ExportFormat, typer.Option("--format", "-f", help="File format.")] = (
         ExportFormat.csv
     ),
@@ -336,8 +388,9 @@ def export(
     """Export the tidy results table (one row per measurement) as CSV or Parquet."""
     from normscope.experiments.frames import export_table
 
-    out = output or db.with_suffix(f".{format.value}")
-    rows = export_table(db, out, format.value, experiment)
+    store = _store(db, db_option)
+    out = output or store.with_suffix(f".{format.value}")
+    rows = export_table(store, out, format.value, experiment)
     console.print(f"{rows} rows written to {escape(str(out))}")
 
 
@@ -348,24 +401,6 @@ def _list_reproductions() -> None:
     for name in reproductions.names():
         table.add_row(f"[bold]{name}[/bold]", escape(reproductions.load(name).paper))
     console.print(table)
-
-
-def _claims_table(outcomes: list) -> Table:
-    table = Table(title="claims")
-    for col in ("paper", "claim", "measured", "expected", "result", "message"):
-        table.add_column(col)
-    for outcome in outcomes:
-        for r in outcome.claims:
-            style = "green" if r.passed else "bold red"
-            table.add_row(
-                escape(outcome.reproduction.name),
-                escape(r.name),
-                "" if r.measured != r.measured else f"{r.measured:.4g}",
-                escape(r.expected),
-                f"[{style}]{r.verdict}[/{style}]",
-                escape(r.message),
-            )
-    return table
 
 
 @app.command()
@@ -410,7 +445,8 @@ def reproduce(
         )
         for run_hash, error in s.failures[:10]:
             err_console.print(f"[red]run failed[/red] {run_hash}: {escape(error)}")
-    console.print(_claims_table(outcomes))
+    for outcome in outcomes:
+        _print_claims(outcome.reproduction.experiment, outcome.claims)
     path = write_report(db, report, outcomes)
     failed = sum(o.failed_claims for o in outcomes)
     total = sum(len(o.claims) for o in outcomes)
