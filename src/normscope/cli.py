@@ -144,7 +144,7 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run again the runs that failed before.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Run an experiment; runs already in the store are skipped (resume).
 
@@ -421,7 +421,7 @@ def reproduce(
     list_only: Annotated[
         bool, typer.Option("--list", help="List the reproductions and their papers.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Run the shipped reproductions of the papers, check their claims, write the report.
 
