@@ -44,7 +44,7 @@ def test_inline_sweep_stores_every_run_and_auto_sizes_the_net(tmp_path):
 
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
-    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.task" = ["classification", "validation"]')
     summary = run(text, tmp_path / "r.db", workers=0)
     assert (summary.ok, summary.failed) == (2, 2)
     with Store(tmp_path / "r.db", readonly=True) as store:
@@ -54,7 +54,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_rerun_skips_done_runs_and_retry_failed_redoes_failures(tmp_path):
-    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.task" = ["classification", "validation"]')
     run(text, tmp_path / "r.db", workers=0)
     again = run(text, tmp_path / "r.db", workers=0)
     assert (again.skipped, again.ok, again.failed) == (4, 0, 0)

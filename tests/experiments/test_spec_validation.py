@@ -139,3 +139,19 @@ def test_theory_columns_are_computed_to_check_the_names_claims_use(half_width):
     parse_spec(TINY + theory + close.format(t="theory.half_width"), source="x.toml")
     with pytest.raises(UnknownNameError, match=r"Did you mean 'theory\.half_width'\?"):
         parse_spec(TINY + theory + close.format(t="theory.halfwidth"), source="x.toml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "seeds = [0, 1]",
+            '"subject.data.split" = ["train", "validation"]',
+            "has no split 'validation'",
+        ),
+        ("dim = 5", "dmi = 5", "has no option 'dmi'"),
+    ],
+)
+def test_every_sweep_point_data_split_and_option_names_are_checked(old, new, message):
+    with pytest.raises(ConfigError, match=rf"subject\.data: data set 'gaussian' {message}"):
+        parse_spec(TINY.replace(old, new), source="x.toml")

@@ -13,7 +13,7 @@ EVIL = "<script>alert(1)</script>"
 SPEC = (
     TINY.replace('name = "tiny"', f'name = "tiny {EVIL}"')
     .replace('description = "tiny sweep"', f'description = "about {EVIL}"')
-    .replace("seeds = [0, 1]", 'seeds = [0, 1]\n"subject.data.split" = ["train", "bogus"]')
+    .replace("seeds = [0, 1]", 'seeds = [0, 1]\n"subject.data.task" = ["classification", "bogus"]')
     + """
 [[plot]]
 x = "subject.net.width"

@@ -67,6 +67,29 @@ def names() -> list[str]:
     return sorted(SOURCES)
 
 
+def check(
+    name: str,
+    *,
+    split: str = "train",
+    n: int | None = None,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    standardize: bool | None = None,
+    **options: Any,
+) -> None:
+    """Raise what :func:`load` would raise for ``name``, ``split``, ``n``, ``seed`` and the
+    option names, without loading anything (option values are checked by the source
+    when it loads). Experiment specs check every sweep point's data with it.
+
+    Example:
+        >>> check("digits", split="validation")
+        Traceback (most recent call last):
+        ...
+        normscope.errors.ConfigError: data set 'digits' has no split 'validation'; valid splits: train, test, all.
+    """  # noqa: E501
+    _check_call(name, _source(name), split, seed, n, options)
+
+
 def flattens(name: str, options: dict[str, Any] | None = None) -> bool:
     """Whether ``load(name, **options)`` returns images flattened to vectors (digits by
     default; mnist and cifar10 with ``flatten=True``).

@@ -81,7 +81,7 @@ does not give one): one that the architecture accepts, default (1,)."""
 
 def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") -> None:
     """Validate the network (built on the meta device, with placeholders for the fields
-    the data fills in) and the data name."""
+    the data fills in) and the data: name, split, size, seed and option names."""
     from normscope import data, nets
 
     if "dtype" in subject.net:
@@ -101,6 +101,11 @@ def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") ->
 
         err = unknown_name("data set", subject.data.name, data.names())
         raise _context(source, f"{prefix}.data.name", err) from None
+    d = subject.data
+    try:
+        data.check(d.name, split=d.split, n=d.n, seed=d.seed, **d.options)
+    except NormscopeError as err:
+        raise _context(source, f"{prefix}.data", err) from None
 
 
 def _check_sweep_key(key: str, source: str) -> None:
