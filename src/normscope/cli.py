@@ -399,7 +399,7 @@ def _list_reproductions() -> None:
 
     table = Table(title="reproductions", show_header=False, box=None)
     for name in reproductions.names():
-        table.add_row(f"[bold]{name}[/bold]", escape(reproductions.load(name).paper))
+        table.add_row(f"[bold]{name}[/bold]", escape(reproductions.paper(name)))
     console.print(table)
 
 

@@ -4,7 +4,9 @@ measure options, sweep paths. Every error names the spec file and the field path
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +76,15 @@ def check_theory(spec: Spec, source: str) -> None:
             raise _context(source, f"theory[{i}].name", err) from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_structure(net_json: str) -> None:
+    """``nets.check`` once per network structure: the seed changes no structure, and a
+    sweep builds the same network for every seed, in the spec check and in the plan."""
+    from normscope import nets
+
+    nets.check(json.loads(net_json))
+
+
 PLACEHOLDER_SHAPES = {"resnet": (3, 8, 8)}
 """The input shape a network is checked with before its data is loaded (when the spec
 does not give one): one that the architecture accepts, default (1,)."""
@@ -82,7 +93,8 @@ does not give one): one that the architecture accepts, default (1,)."""
 def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") -> None:
     """Validate the network (built on the meta device, with placeholders for the fields
     the data fills in) and the data: name, split, size, seed and option names."""
-    from normscope import data, nets
+    from normscope import data
+    from normscope.nets.spec import parse_spec
 
     if "dtype" in subject.net:
         raise ConfigError(
@@ -93,7 +105,8 @@ def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") ->
     shape = PLACEHOLDER_SHAPES.get(arch, (1,)) if isinstance(arch, str) else (1,)
     net = {"input_shape": shape, "output_dim": 1, **subject.net, "dtype": subject.dtype}
     try:
-        nets.check(net)
+        parsed = parse_spec(net)
+        _check_structure(parsed.model_dump_json(exclude={"seed"}))
     except NormscopeError as err:
         raise _context(source, f"{prefix}.net", err) from None
     if subject.data.name not in data.names():
