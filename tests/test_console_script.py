@@ -7,19 +7,12 @@ import textwrap
 
 import pytest
 
+from tests.experiments.conftest import TINY
 from tests.helpers import run_script, wider_than
 
-SPEC = """
-name = "tiny"
-[subject]
-net = {arch = "mlp", width = 6, depth = 2, norm = "batch"}
-data = {name = "gaussian", n = 24, dim = 5, num_classes = 3}
-loss = "mse"
-[[measure]]
-name = "loss"
-[sweep]
-"subject.net.width" = [4, 8]
-seeds = [0, 1]
+SPEC = (
+    TINY
+    + """
 [[claim]]
 name = "batch norm keeps the mean squared error of every initial network below one hundred"
 type = "bounded"
@@ -31,6 +24,7 @@ type = "bounded"
 y = "loss"
 above = 0.0
 """
+)
 
 
 @pytest.fixture(scope="module")

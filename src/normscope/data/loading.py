@@ -87,7 +87,22 @@ def check(
         ...
         normscope.errors.ConfigError: data set 'digits' has no split 'validation'; valid splits: train, test, all.
     """  # noqa: E501
-    _check_call(name, _source(name), split, seed, n, options)
+    source = _source(name)
+    if split not in source.splits:
+        raise ConfigError(
+            f"data set {name!r} has no split {split!r}; valid splits: {', '.join(source.splits)}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}.")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"n must be a positive integer or None, got {n!r}.")
+    unknown = sorted(set(options) - set(source.options))
+    if unknown:
+        valid = ", ".join(source.options) or "none"
+        raise ConfigError(
+            f"data set {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"valid options: {valid}."
+        )
 
 
 def flattens(name: str, options: dict[str, Any] | None = None) -> bool:
@@ -106,26 +121,6 @@ def _source(name: str) -> Source:
     if name not in SOURCES:
         raise unknown_name("data set", name, SOURCES)
     return SOURCES[name]
-
-
-def _check_call(
-    name: str, source: Source, split: str, seed: int, n: int | None, options: dict[str, Any]
-) -> None:
-    if split not in source.splits:
-        raise ConfigError(
-            f"data set {name!r} has no split {split!r}; valid splits: {', '.join(source.splits)}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}.")
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-        raise ConfigError(f"n must be a positive integer or None, got {n!r}.")
-    unknown = sorted(set(options) - set(source.options))
-    if unknown:
-        valid = ", ".join(source.options) or "none"
-        raise ConfigError(
-            f"data set {name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"valid options: {valid}."
-        )
 
 
 def _make(
@@ -222,8 +217,8 @@ def load(
         >>> data.x.shape, data.y.shape
         (torch.Size([8, 3]), torch.Size([8, 2]))
     """
+    check(name, split=split, n=n, seed=seed, **options)
     source = _source(name)
-    _check_call(name, source, split, seed, n, options)
     data = _make(source, name, split, seed, n, root, options)
     if source.standardize if standardize is None else standardize:
         train = data if split == "train" else _training_split(source, name, seed, n, root, options)
