@@ -25,7 +25,7 @@ def test_run_then_rerun_resumes(cli, spec, tmp_path):
 
 
 def test_run_with_failed_runs_exits_1_and_says_how_to_retry(cli, spec, tmp_path):
-    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "bogus"]')
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.task" = ["classification", "bogus"]')
     code, out, err = cli("run", spec(text), "--db", str(tmp_path / "r.db"), "-w", "0", "-q")
     assert code == 1 and "2 failed" in out and "--retry-failed" in err
 

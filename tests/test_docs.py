@@ -113,3 +113,40 @@ def test_relative_links_point_to_existing_files_and_headings(page):
         if not path.exists() or (path.suffix == ".md" and anchor and anchor not in anchors(path)):
             broken.append(target)
     assert not broken, f"{page.relative_to(ROOT)} links to missing targets: {broken}"
+
+
+def _cli_commands():
+    import typer
+
+    from normscope.cli import app
+
+    return typer.main.get_command(app).commands
+
+
+def test_cli_page_documents_every_command_and_option():
+    text = (DOCS / "cli.md").read_text()
+    headings = re.findall(r"^## `normscope (\w+)", text, flags=re.M)
+    assert sorted(headings) == sorted(_cli_commands())
+    for name, command in _cli_commands().items():
+        start = text.index(f"## `normscope {name}")
+        section = text[start : text.find("\n## ", start + 1)]
+        for param in command.params:
+            for opt in (o for o in param.opts if o.startswith("-")):
+                assert f"`{opt}" in section, f"cli.md: {name} does not document {opt}"
+
+
+def test_cli_page_states_the_exit_codes_main_uses():
+    import inspect
+
+    from normscope import cli
+
+    table = re.findall(r"^\| (\d+) \|", (DOCS / "cli.md").read_text(), flags=re.M)
+    used = set(re.findall(r"(?:sys\.exit|typer\.Exit)\((\d+)\)", inspect.getsource(cli)))
+    assert used <= set(table) and {"0", "1", "2"} <= set(table)
+
+
+def test_every_command_takes_the_store_as_db():
+    for name, command in _cli_commands().items():
+        if name in ("list", "measure"):
+            continue
+        assert any("--db" in p.opts for p in command.params), name

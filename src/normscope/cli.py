@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
 
 import normscope
@@ -23,6 +24,7 @@ from normscope.sanitize import console as new_console
 # Every string printed through Rich passes this one step: markup escaped and terminal
 # control characters shown as escapes (see normscope.sanitize).
 from normscope.sanitize import rich_markup as escape
+from normscope.terminal import activity, add_key_column, fits
 
 # Every run computes on one thread (bit-identical results whatever the worker count),
 # so the machine is used by running one worker per core.
@@ -109,6 +111,26 @@ def list_(
 
 DB_HELP = "Results store (SQLite file)."
 DEFAULT_DB = Path("results") / "normscope.db"
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help=f"{DB_HELP} [default: {DEFAULT_DB}]", show_default=False, metavar="PATH"
+    ),
+]
+StoreArgument = Annotated[
+    Path | None,
+    typer.Argument(help="The results store, as --db (both spellings work).", show_default=False),
+]
+
+
+def _store(positional: Path | None, option: Path | None) -> Path:
+    """The store of a command that takes it as ``--db PATH`` or as its first argument."""
+    if positional is not None and option is not None and positional != option:
+        raise ConfigError(
+            f"two results stores given ({str(positional)!r} and --db {str(option)!r}); "
+            "give the store once, as --db PATH."
+        )
+    return option or positional or DEFAULT_DB
 
 
 @app.command()
@@ -123,7 +145,7 @@ def run(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Run again the runs that failed before.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Run an experiment; runs already in the store are skipped (resume).
 
@@ -233,7 +255,7 @@ def measure(
     ] = None,
 ) -> None:
     """Take one measure of one network on one data set."""
-    from normscope.experiments.execute import build_subject
+    from normscope.experiments.execute import build_subject, run_notes
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
     from normscope.measures import get
@@ -266,44 +288,80 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with err_console.status(f"measuring {name} ..."):
+    with activity(err_console, f"measuring {name} ..."):
         subject = build_subject(config)
         result = get(name)(subject, **config["measures"][0]["options"])
     _show_measurement(result)
+    for note in run_notes(config):
+        console.print(f"note: {escape(note)}")
+
+
+CLAIM_COLUMNS = ("result", "source", "measured", "expected", "points", "R²", "message")
+
+
+def _source_cell(r) -> str:
+    """Where a claim comes from, a finding against the paper in bold."""
+    source = escape(r.source_label)
+    return f"[bold yellow]{source}[/bold yellow]" if r.contradicts else source
+
+
+def _claim_cells(r) -> list[str]:
+    style = "green" if r.passed else "bold red"
+    return [
+        f"[{style}]{r.verdict}[/{style}]",
+        _source_cell(r),
+        "" if r.measured != r.measured else f"{r.measured:.4g}",
+        escape(r.expected),
+        str(r.n),
+        "" if r.r2 is None else f"{r.r2:.3f}",
+        escape(r.message),
+    ]
+
+
+def _claims_table(title: str, claims: list) -> Table:
+    table = Table(title=escape(title))
+    add_key_column(table, "claim", [r.name for r in claims])
+    for col in CLAIM_COLUMNS:
+        table.add_column(col, no_wrap=col != "message")
+    for r in claims:
+        table.add_row(escape(r.name), *_claim_cells(r))
+    return table
+
+
+def _print_claims(title: str, claims: list) -> None:
+    """One table of claims when it fits the terminal (the message column wraps, the claim
+    column never does), else one block per claim: verdict and name, then its numbers."""
+    if not claims:
+        console.print(f"{escape(title)}: no claims")
+        return
+    table = _claims_table(title, claims)
+    if fits(console, table):
+        console.print(table)
+        return
+    console.print(f"[bold]{escape(title)}[/bold]")
+    for r in claims:
+        verdict, source, measured, expected, points, r2, message = _claim_cells(r)
+        console.print(f"{verdict} [bold]{escape(r.name)}[/bold] ({source})")
+        numbers = f"measured {measured or '—'}, expected {expected}, {points} points"
+        for line in (numbers + (f", R² {r2}" if r2 else ""), message):
+            if line:
+                console.print(Padding(line, (0, 0, 0, 5), expand=False))
 
 
 @app.command()
 def check(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     experiment: Annotated[str | None, typer.Option(help="Only this experiment.")] = None,
 ) -> None:
     """Check the claims of stored experiments; exit status 1 if any claim fails."""
     from normscope.experiments.claims import check_store
 
-    results = check_store(db, experiment)
-    failed = 0
+    results = check_store(_store(db, db_option), experiment)
     for name, claims in results.items():
-        table = Table(title=escape(name))
-        for col in ("claim", "result", "source", "measured", "expected", "points", "R²", "message"):
-            table.add_column(col)
-        for r in claims:
-            style = "green" if r.passed else "red"
-            table.add_row(
-                escape(r.name),
-                f"[{style}]{r.verdict}[/{style}]",
-                _source_cell(r),
-                "" if r.measured != r.measured else f"{r.measured:.4g}",
-                escape(r.expected),
-                str(r.n),
-                "" if r.r2 is None else f"{r.r2:.3f}",
-                escape(r.message),
-            )
-            failed += not r.passed
-        if claims:
-            console.print(table)
-        else:
-            console.print(f"{escape(name)}: no claims")
+        _print_claims(name, claims)
     total = sum(len(c) for c in results.values())
+    failed = sum(not r.passed for claims in results.values() for r in claims)
     console.print(f"{total - failed} of {total} claims pass")
     if failed:
         raise typer.Exit(1)
@@ -311,7 +369,8 @@ def check(
 
 @app.command()
 def report(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path(
         "results"
     )
@@ -321,13 +380,14 @@ def report(
     """Write a self-contained HTML report (figures, claims, failures, specs)."""
     from normscope.report import build_report
 
-    path = build_report(db, output, experiment)
+    path = build_report(_store(db, db_option), output, experiment)
     console.print(f"report written to {escape(str(path))}")
 
 
 @app.command()
 def export(
-    db: Annotated[Path, typer.Argument(help=DB_HELP)] = DEFAULT_DB,
+    db: StoreArgument = None,
+    db_option: StoreOption = None,
     format: Annotated[
         str, typer.Option("--format", "-f", help="File format: csv or parquet.")
     ] = "csv",
@@ -338,8 +398,9 @@ def export(
     from normscope.experiments.frames import default_export_path, export_table
 
     _choice("export format", format, EXPORT_FORMATS)
-    out = output or default_export_path(db, format)
-    rows = export_table(db, out, format, experiment)
+    store = _store(db, db_option)
+    out = output or default_export_path(store, format)
+    rows = export_table(store, out, format, experiment)
     console.print(f"{rows} rows written to {escape(str(out))}")
 
 
@@ -348,32 +409,8 @@ def _list_reproductions() -> None:
 
     table = Table(title="reproductions", show_header=False, box=None)
     for name in reproductions.names():
-        table.add_row(f"[bold]{name}[/bold]", escape(reproductions.load(name).paper))
+        table.add_row(f"[bold]{name}[/bold]", escape(reproductions.paper(name)))
     console.print(table)
-
-
-def _source_cell(r) -> str:
-    """Where a claim comes from, a finding against the paper in bold."""
-    return f"[bold yellow]{r.source_label}[/bold yellow]" if r.contradicts else r.source_label
-
-
-def _claims_table(outcomes: list) -> Table:
-    table = Table(title="claims")
-    for col in ("paper", "claim", "measured", "expected", "result", "source", "message"):
-        table.add_column(col)
-    for outcome in outcomes:
-        for r in outcome.claims:
-            style = "green" if r.passed else "bold red"
-            table.add_row(
-                escape(outcome.reproduction.name),
-                escape(r.name),
-                "" if r.measured != r.measured else f"{r.measured:.4g}",
-                escape(r.expected),
-                f"[{style}]{r.verdict}[/{style}]",
-                _source_cell(r),
-                escape(r.message),
-            )
-    return table
 
 
 @app.command()
@@ -394,7 +431,7 @@ def reproduce(
     list_only: Annotated[
         bool, typer.Option("--list", help="List the reproductions and their papers.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Run the shipped reproductions of the papers, check their claims, write the report.
 
@@ -420,7 +457,8 @@ def reproduce(
         )
         for run_hash, error in s.failures[:10]:
             err_console.print(f"[red]run failed[/red] {run_hash}: {escape(error)}")
-    console.print(_claims_table(outcomes))
+    for outcome in outcomes:
+        _print_claims(outcome.reproduction.experiment, outcome.claims)
     path = write_report(db, report, outcomes)
     failed = sum(o.failed_claims for o in outcomes)
     total = sum(len(o.claims) for o in outcomes)

@@ -184,6 +184,47 @@ def test_a_file_that_fails_on_import_is_a_model_error(tmp_path):
         load_model(f"{path}:make")
 
 
+EXITS = {
+    "on_import.py": "import sys\nsys.exit(3)\ndef make():\n    pass\n",
+    "in_factory.py": "import sys\ndef make():\n    sys.exit(3)\n",
+    "argparse_required.py": (
+        "import argparse\np = argparse.ArgumentParser()\np.add_argument('checkpoint')\n"
+        "args = p.parse_args()\ndef make():\n    pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("file", EXITS)
+def test_a_model_file_that_exits_is_a_model_error_saying_how_to_fix_it(tmp_path, file):
+    path = tmp_path / file
+    path.write_text(EXITS[file])
+    argv = list(sys.argv)
+    with pytest.raises(ModelError, match=r"called sys\.exit\((3|2)\).*if __name__ == "):
+        load_model(f"{path}:make")
+    assert sys.argv == argv
+
+
+def test_a_model_file_that_parses_its_arguments_gets_its_defaults(tmp_path, monkeypatch):
+    path = tmp_path / "script.py"
+    path.write_text(
+        "import argparse, sys\nfrom torch import nn\nSEEN = list(sys.argv)\n"
+        "p = argparse.ArgumentParser()\np.add_argument('--width', type=int, default=5)\n"
+        "args = p.parse_args()\ndef make():\n    return nn.Linear(3, args.width)\n"
+    )
+    monkeypatch.setattr(sys, "argv", ["normscope", "audit", f"{path}:make", "--n", "8"])
+    model, _ = load_model(f"{path}:make")
+    assert model.out_features == 5
+    assert sys.argv == ["normscope", "audit", f"{path}:make", "--n", "8"]
+
+
+def test_audit_of_a_file_that_exits_exits_2_with_the_message(app, tmp_path):
+    path = tmp_path / "in_factory.py"
+    path.write_text(EXITS["in_factory.py"])
+    result = _invoke(app, f"{path}:make", "--db", tmp_path / "r.db")
+    assert result.exit_code == 2 and "sys.exit(3)" in result.output
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_shapes_and_data_helpers_validate(tmp_path):
     assert parse_shape("1,8,8") == (1, 8, 8)
     with pytest.raises(ConfigError):

@@ -52,3 +52,21 @@ def test_terminal_output_lists_variants_skips_and_notes():
     assert "skipped bn_to_group" in text
     assert "audit of [bold]x[/bold]" in text
     assert "note: default options on all 64 samples" in text
+
+
+def _printed(result, width):
+    console = Console(record=True, width=width)
+    print_result(result, console)
+    return console.export_text()
+
+
+def test_terminal_table_splits_its_measures_to_fit_and_never_cuts_a_variant_name():
+    measures = ["loss", "gradient_norms", "isometry_gap", "sample_gradient_norms"]
+    result = audit(seeded(bn_mlp), DATA, measures=measures)
+    wide, narrow, tiny = (_printed(result, w) for w in (200, 60, 30))
+    assert wide.count("│ as_given/train ") == 1
+    assert narrow.count("│ as_given/train ") >= 2 and "(continued)" in narrow
+    assert "as_given/train\n  loss: " in tiny  # too narrow for a table: one block per variant
+    for text, width in ((wide, 200), (narrow, 60), (tiny, 30)):
+        assert "…" not in text and max(map(len, text.splitlines())) <= width
+        assert all(text.count(m) >= 1 for m in measures)

@@ -47,10 +47,6 @@ def test_wide_frame_has_measurements_and_scalar_details_as_columns(db):
     assert table["loss.accuracy"].between(0, 1).all()
 
 
-def test_unknown_experiment_gives_empty_frame(db):
-    assert load(db, "nope").empty
-
-
 def test_csv_export_round_trips_values(db, tmp_path):
     import pandas as pd
 
@@ -74,3 +70,28 @@ def test_parquet_without_pyarrow_says_to_install_it(db, tmp_path, monkeypatch):
 def test_loading_a_missing_store_is_a_store_error(tmp_path):
     with pytest.raises(StoreError):
         load(tmp_path / "missing.db")
+
+
+@pytest.mark.parametrize("call", ["load", "export_table", "check_store", "build_report"])
+def test_an_unknown_experiment_is_an_error_with_the_closest_name(db, tmp_path, call):
+    from normscope.errors import UnknownNameError
+    from normscope.experiments.claims import check_store
+    from normscope.report import build_report
+
+    calls = {
+        "load": lambda: load(db, "tin"),
+        "export_table": lambda: export_table(db, tmp_path / "x.csv", "csv", "tin"),
+        "check_store": lambda: check_store(db, "tin"),
+        "build_report": lambda: build_report(db, tmp_path / "r.html", "tin"),
+    }
+    with pytest.raises(UnknownNameError, match=r"unknown experiment 'tin'.*Did you mean 'tiny'"):
+        calls[call]()
+    assert not (tmp_path / "x.csv").exists() and not (tmp_path / "r.html").exists()
+
+
+def test_an_empty_store_says_it_holds_no_experiments(tmp_path):
+    from normscope.errors import UnknownNameError
+
+    Store(tmp_path / "empty.db").close()
+    with pytest.raises(UnknownNameError, match="holds no experiments yet; run `normscope run"):
+        load(tmp_path / "empty.db", "tiny")

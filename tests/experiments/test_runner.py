@@ -46,7 +46,7 @@ def test_inline_sweep_stores_every_run_and_auto_sizes_the_net(tmp_path):
 
 
 def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
-    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.task" = ["classification", "validation"]')
     summary = run(text, tmp_path / "r.db", workers=0)
     assert (summary.ok, summary.failed) == (2, 2)
     with Store(tmp_path / "r.db", readonly=True) as store:
@@ -56,7 +56,7 @@ def test_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path):
 
 
 def test_rerun_skips_done_runs_and_retry_failed_redoes_failures(tmp_path):
-    text = TINY.replace("seeds = [0, 1]", '"subject.data.split" = ["train", "validation"]')
+    text = TINY.replace("seeds = [0, 1]", '"subject.data.task" = ["classification", "validation"]')
     run(text, tmp_path / "r.db", workers=0)
     again = run(text, tmp_path / "r.db", workers=0)
     assert (again.skipped, again.ok, again.failed) == (4, 0, 0)
@@ -139,7 +139,10 @@ def fake_training_module(calls):
             on_record(step, tracked[0].label, tracked[0].fn(subject, **tracked[0].options))
         return train_config["steps"]
 
-    return types.SimpleNamespace(run_training=run_training)
+    def check_options(train_config, *, batch_size):
+        calls.append(("checked", dict(train_config), batch_size))
+
+    return types.SimpleNamespace(run_training=run_training, check_options=check_options)
 
 
 def test_training_hook_gets_config_and_tracked_measures(tmp_path, monkeypatch):
@@ -156,7 +159,8 @@ def test_training_hook_gets_config_and_tracked_measures(tmp_path, monkeypatch):
         lr = 0.1
     """)
     run(text, tmp_path / "r.db", workers=0)
-    assert calls == [({"steps": 4, "lr": 0.1}, ["tracked_loss"])]
+    assert calls[0] == ("checked", {"steps": 4, "lr": 0.1}, None)
+    assert calls[-1] == ({"steps": 4, "lr": 0.1}, ["tracked_loss"])
     frame = load(tmp_path / "r.db")
     steps = {(n, s) for n, s in zip(frame["name"], frame["step"], strict=True)}
     assert steps == {
@@ -249,3 +253,45 @@ def test_negative_workers_is_a_config_error(tmp_path, workers):
 
     with pytest.raises(ConfigError, match="--workers"):
         run(TINY, tmp_path / "r.db", workers=workers)
+
+
+CNN_ON_DIGITS = """
+name = "cnn"
+[subject]
+net = {arch = "cnn", width = 2, depth = 1}
+data = {name = "digits", n = 16}
+[[measure]]
+name = "loss"
+[sweep]
+"subject.data.flatten" = [true, false]
+"""
+
+
+def test_a_conv_net_on_flattened_images_says_so_in_every_measurement_of_the_run(tmp_path):
+    run(CNN_ON_DIGITS, tmp_path / "r.db", workers=0)
+    frame = load(tmp_path / "r.db").set_index("subject.data.flatten")
+    (flat,) = frame.loc[True, "notes"]
+    assert flat.startswith("arch 'cnn' on digits images flattened to shape (64,): a 1-D CNN")
+    assert "flatten = false" in flat
+    assert not any(n.startswith("arch") for n in frame.loc[False, "notes"])
+
+
+@pytest.mark.parametrize(
+    ("arch", "data", "noted"),
+    [
+        ("transformer", {"name": "digits"}, True),
+        ("mlp", {"name": "digits"}, False),
+        ("cnn", {"name": "mnist1d"}, False),  # a 1-D signal: a 1-D CNN is what is wanted
+        ("cnn", {"name": "gaussian", "dim": 5}, False),
+    ],
+)
+def test_only_image_architectures_on_flattened_images_get_the_note(arch, data, noted):
+    from normscope.experiments.execute import run_notes
+
+    config = {
+        "subject": {
+            "net": {"arch": arch, "input_shape": [64]},
+            "data": {"n": 8, "split": "train", "seed": 0, **data},
+        }
+    }
+    assert bool(run_notes(config)) is noted

@@ -132,7 +132,7 @@ name = "loss"
 label = "loss {IMG}"
 [sweep]
 "subject.net.width" = [4, 8]
-"subject.data.split" = ["train", "{EVIL}"]
+"subject.data.task" = ["classification", "{EVIL}"]
 
 [[plot]]
 x = "subject.net.width"
@@ -141,7 +141,7 @@ title = "title {EVIL}"
 
 [[plot]]
 x = "subject.net.width"
-y = "missing {IMG}"
+y = "loss {IMG}.missing {IMG}"
 
 [[claim]]
 name = "claim {EVIL}"
@@ -154,7 +154,7 @@ name = "claim two {IMG}"
 type = "bounded"
 y = "loss {IMG}"
 below = 0
-filter = {{"subject.data.split" = "{EVIL}"}}
+filter = {{"subject.data.task" = "{EVIL}"}}
 """
 
 
@@ -204,8 +204,8 @@ def test_report_has_no_script_no_handlers_and_only_local_links(hostile_report):
         f"claim {EVIL}",  # claim names
         f"claim two {IMG}",
         f"title {EVIL}",  # figure caption
-        f"missing {IMG}",  # a figure's error message
-        f"split {EVIL!r}",  # a failed run's error message, quoting a config value
+        f"missing {IMG}",  # a figure's error message (a detail no run returned)
+        f"got {EVIL!r}",  # a failed run's error message, quoting a config value
     ],
 )
 def test_report_shows_hostile_strings_as_text(hostile_report, shown):

@@ -13,7 +13,7 @@ EVIL = "<script>alert(1)</script>"
 SPEC = (
     TINY.replace('name = "tiny"', f'name = "tiny {EVIL}"')
     .replace('description = "tiny sweep"', f'description = "about {EVIL}"')
-    .replace("seeds = [0, 1]", 'seeds = [0, 1]\n"subject.data.split" = ["train", "bogus"]')
+    .replace("seeds = [0, 1]", 'seeds = [0, 1]\n"subject.data.task" = ["classification", "bogus"]')
     + """
 [[plot]]
 x = "subject.net.width"
@@ -25,7 +25,7 @@ caption = "what to see: <i>nothing</i>"
 
 [[plot]]
 x = "subject.net.width"
-y = "no_such_column"
+y = "loss.no_such_column"
 
 [[claim]]
 type = "bounded"
@@ -90,7 +90,7 @@ def test_figures_are_embedded_pngs_and_written_beside_the_page(report):
 
 def test_a_figure_that_cannot_be_drawn_is_explained_not_fatal(report):
     text = "".join(report[1].text)
-    assert "plot column 'no_such_column' is not in the results" in text
+    assert "plot column 'loss.no_such_column' is not in the results" in text
 
 
 def test_claims_table_and_failed_runs_are_shown(report):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from normscope.errors import ConfigError
+from normscope.errors import UnknownNameError
 from normscope.experiments import Store, parse_spec, run_experiment
 from normscope.results import load
 from normscope.train import train
@@ -49,14 +49,10 @@ def test_spec_with_train_tracks_measures_and_stores_them(tmp_path):
     assert final["value"].iloc[0] == pytest.approx(tracked["value"].iloc[-1], rel=1e-12)
 
 
-def test_unknown_train_option_is_a_config_error(tmp_path):
+def test_unknown_train_option_is_refused_when_the_spec_is_parsed():
     text = SPEC.replace("weight_decay = 0.01", "weight_decay = 0.01\nnesterov = true")
-    spec = parse_spec(text, source="t.toml")
-    with Store(tmp_path / "r.db") as store:
-        run_experiment(spec, store, spec_toml=text, quiet=True, workers=0)
-        (failed,) = store.runs("trained")
-    assert failed["status"] == "failed" and "nesterov" in failed["error"]
-    assert issubclass(ConfigError, Exception)
+    with pytest.raises(UnknownNameError, match=r"t\.toml: train: .*'nesterov'.*momentum"):
+        parse_spec(text, source="t.toml")
 
 
 DIGITS = """

@@ -18,6 +18,7 @@ from normscope.errors import ConfigError, NormscopeError, ShapeError, UnknownNam
 from normscope.outputs import check_output
 from normscope.sanitize import console as new_console
 from normscope.sanitize import rich_markup as escape
+from normscope.terminal import activity
 
 if TYPE_CHECKING:
     from normscope.data.dataset import Dataset
@@ -174,7 +175,7 @@ def audit_command(
             dataset = own_data
         else:
             dataset = load_data(data or "digits", n, seed, shape)
-        with errors.status("auditing ...") as status:
+        with activity(errors, f"auditing {function} ...") as progress:
             result = audit(
                 net,
                 dataset,
@@ -185,7 +186,7 @@ def audit_command(
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
-                progress=lambda text: status.update(escape(text)),
+                progress=progress,
             )
         print_result(result, console)
         db = _default_store() if db is None else db

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -49,7 +51,11 @@ def _import(path: Path) -> ModuleType:
     # dataclasses and typing look classes' modules up in sys.modules while the file runs
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        with _own_argv(path):
+            spec.loader.exec_module(module)
+    except SystemExit as done:
+        sys.modules.pop(name, None)
+        raise ModelError(_exited(f"importing model file {str(path)!r}", done)) from None
     except Exception as err:  # any error in the user's file is theirs to fix
         sys.modules.pop(name, None)
         raise ModelError(
@@ -58,6 +64,26 @@ def _import(path: Path) -> ModuleType:
             "beside it are importable only if they are installed or on PYTHONPATH)."
         ) from None
     return module
+
+
+@contextmanager
+def _own_argv(path: Path) -> Iterator[None]:
+    """``sys.argv`` as the file would see it run with no arguments, so that a file that
+    parses its command line at import gets its defaults, not the audit's options."""
+    saved = sys.argv
+    sys.argv = [str(path)]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
+def _exited(what: str, done: SystemExit) -> str:
+    return (
+        f"{what} called sys.exit({done.code!r}) (argparse does so on arguments it does not "
+        "accept); a model file must not exit or parse the command line when it is imported "
+        'or its function is called: put script code under `if __name__ == "__main__":`.'
+    )
 
 
 def load_model(reference: str) -> tuple[nn.Module, Any, str]:
@@ -82,7 +108,10 @@ def load_model(reference: str) -> tuple[nn.Module, Any, str]:
             f"{str(path)!r} has no function {function!r}; functions defined there: {listing}."
         )
     try:
-        made = factory()
+        with _own_argv(path):
+            made = factory()
+    except SystemExit as done:
+        raise ModelError(_exited(f"{function}() in {str(path)!r}", done)) from None
     except Exception as err:  # the user's factory failing is a user error
         raise ModelError(
             f"{function}() in {str(path)!r} raised {type(err).__name__}: {err}. It is called "

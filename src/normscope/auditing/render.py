@@ -25,6 +25,7 @@ from normscope.errors import ConfigError
 from normscope.outputs import write_atomic
 from normscope.sanitize import literal_figure_text
 from normscope.sanitize import rich_markup as markup
+from normscope.terminal import add_key_column, fits
 
 LAYER_PLOTS = (
     ("gradient_norms", "norms", "gradient norm ||dL/dW_l|| per layer (meterez2024)", True),
@@ -54,20 +55,53 @@ def _cells(result: AuditResult) -> list[tuple[str, list[str]]]:
     return out
 
 
-def rich_table(result: AuditResult) -> Table:
-    """Headline values: one row per variant, one column per measure."""
-    table = Table(title=markup(f"audit of {result.name}"))
-    table.add_column("variant", style="bold")
-    for name in result.measures:
-        table.add_column(markup(name), justify="right")
-    for label, cells in _cells(result):
-        table.add_row(markup(label), *(markup(c) for c in cells))
+def _table(result: AuditResult, columns: Sequence[int], title: str) -> Table:
+    """The variants against the measures at positions ``columns``."""
+    rows = _cells(result)
+    table = Table(title=markup(title))
+    add_key_column(table, "variant", [label for label, _ in rows])
+    for i in columns:
+        table.add_column(markup(result.measures[i]), justify="right", no_wrap=True)
+    for label, cells in rows:
+        table.add_row(markup(label), *(markup(cells[i]) for i in columns))
     return table
 
 
+def rich_tables(result: AuditResult, console: Console) -> list[Table]:
+    """Headline values: one row per variant, one column per measure, split into several
+    tables (each with the whole variant column) when the measures do not fit the
+    console's width. Empty when not even one measure fits beside the variant names."""
+    title = f"audit of {result.name}"
+    chunks: list[list[int]] = [[]]
+    for i in range(len(result.measures)):
+        if not fits(console, _table(result, [*chunks[-1], i], title)):
+            if not chunks[-1] or not fits(console, _table(result, [i], title)):
+                return []
+            chunks.append([])
+        chunks[-1].append(i)
+    return [
+        _table(result, columns, title if n == 0 else f"{title} (continued)")
+        for n, columns in enumerate(chunks)
+    ]
+
+
+def _print_list(result: AuditResult, console: Console) -> None:
+    """The headline values as lines, one block per variant (for very narrow consoles)."""
+    console.print(f"audit of {markup(result.name)}", style="bold")
+    for label, cells in _cells(result):
+        console.print(markup(label), style="bold")
+        for name, cell in zip(result.measures, cells, strict=True):
+            console.print(f"  {markup(name)}: {markup(cell)}")
+
+
 def print_result(result: AuditResult, console: Console) -> None:
-    """The table, then skipped variants, failed measures and notes."""
-    console.print(rich_table(result))
+    """The table (split to fit the console, or a list when very narrow), then skipped
+    variants, failed measures and notes."""
+    tables = rich_tables(result, console)
+    for table in tables:
+        console.print(table)
+    if not tables:
+        _print_list(result, console)
     for variant, reason in result.skipped.items():
         console.print(f"[yellow]skipped[/yellow] {markup(variant)}: {markup(reason)}")
     for run in result.runs:

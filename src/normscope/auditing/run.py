@@ -111,15 +111,17 @@ def _measure_runs(
     """
     records = [RunRecord(r.label, r.variant.name, r.bn_mode) for r in runs]
     subjects = [_subject(r, sample, loss) for r in runs]
+    total, done = len(order) * len(runs), 0
     for name in order:
         for run, record, subject in zip(runs, records, subjects, strict=True):
+            done += 1
             # the loss costs one forward pass: taken even late, so that no run is empty
             late = deadline is not None and time.perf_counter() > deadline
             if late and name != ALWAYS_KEPT:
                 record.skipped[name] = "the time budget ran out before this measure"
                 continue
             if progress is not None:
-                progress(f"{name} of {run.label}")
+                progress(f"{name} of {run.label} ({done}/{total})")
             begin = time.perf_counter()
             try:
                 record.measurements[name] = _take(name, subject, plan.options[name], seed)

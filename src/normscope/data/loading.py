@@ -67,15 +67,27 @@ def names() -> list[str]:
     return sorted(SOURCES)
 
 
-def _source(name: str) -> Source:
-    if name not in SOURCES:
-        raise unknown_name("data set", name, SOURCES)
-    return SOURCES[name]
-
-
-def _check_call(
-    name: str, source: Source, split: str, seed: int, n: int | None, options: dict[str, Any]
+def check(
+    name: str,
+    *,
+    split: str = "train",
+    n: int | None = None,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    standardize: bool | None = None,
+    **options: Any,
 ) -> None:
+    """Raise what :func:`load` would raise for ``name``, ``split``, ``n``, ``seed`` and the
+    option names, without loading anything (option values are checked by the source
+    when it loads). Experiment specs check every sweep point's data with it.
+
+    Example:
+        >>> check("digits", split="validation")
+        Traceback (most recent call last):
+        ...
+        normscope.errors.ConfigError: data set 'digits' has no split 'validation'; valid splits: train, test, all.
+    """  # noqa: E501
+    source = _source(name)
     if split not in source.splits:
         raise ConfigError(
             f"data set {name!r} has no split {split!r}; valid splits: {', '.join(source.splits)}."
@@ -91,6 +103,24 @@ def _check_call(
             f"data set {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"valid options: {valid}."
         )
+
+
+def flattens(name: str, options: dict[str, Any] | None = None) -> bool:
+    """Whether ``load(name, **options)`` returns images flattened to vectors (digits by
+    default; mnist and cifar10 with ``flatten=True``).
+
+    Example:
+        >>> flattens("digits"), flattens("digits", {"flatten": False}), flattens("mnist1d")
+        (True, False, False)
+    """
+    source = _source(name)
+    return source.flatten is not None and bool((options or {}).get("flatten", source.flatten))
+
+
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise unknown_name("data set", name, SOURCES)
+    return SOURCES[name]
 
 
 def _make(
@@ -187,14 +217,14 @@ def load(
         >>> data.x.shape, data.y.shape
         (torch.Size([8, 3]), torch.Size([8, 2]))
     """
+    check(name, split=split, n=n, seed=seed, **options)
     source = _source(name)
-    _check_call(name, source, split, seed, n, options)
     data = _make(source, name, split, seed, n, root, options)
     if source.standardize if standardize is None else standardize:
         train = data if split == "train" else _training_split(source, name, seed, n, root, options)
         data = data.standardize(*train_statistics(train.x, source.stats))
     if n is not None and "n" not in source.parameters:
         data = _subsample(data, n, seed, name, split)
-    if options.get("flatten", source.flatten):
+    if flattens(name, options):
         data = _flatten(data)
     return data

@@ -4,9 +4,13 @@ measure options, sweep paths. Every error names the spec file and the field path
 from __future__ import annotations
 
 import difflib
+import functools
+import json
 
 from normscope.errors import ConfigError, NormscopeError
 from normscope.experiments import theory_columns
+from normscope.experiments.columns import check_columns
+from normscope.experiments.plan import plan
 from normscope.experiments.spec import DataSpec, MeasureSpec, Spec, SubjectSpec
 from normscope.experiments.training import training_hook
 
@@ -59,8 +63,23 @@ def check_theory(spec: Spec, source: str) -> None:
             raise _context(source, f"theory[{i}].name", err) from None
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_structure(net_json: str) -> None:
+    """``nets.check`` once per network structure: the seed changes no structure, and a
+    sweep builds the same network for every seed, in the spec check and in the plan."""
+    from normscope import nets
+
+    nets.check(json.loads(net_json))
+
+
+PLACEHOLDER_SHAPES = {"resnet": (3, 8, 8)}
+"""The input shape a network is checked with before its data is loaded (when the spec
+does not give one): one that the architecture accepts, default (1,)."""
+
+
 def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") -> None:
-    """Validate the net fields (with placeholders for the auto-sized ones) and data name."""
+    """Validate the network (built on the meta device, with placeholders for the fields
+    the data fills in) and the data: name, split, size, seed and option names."""
     from normscope import data
     from normscope.nets.spec import parse_spec
 
@@ -69,9 +88,12 @@ def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") ->
             f"{source}: {prefix}.net.dtype: set the floating type with subject.dtype, which "
             "applies to both network and data."
         )
-    net = {"input_shape": (1,), "output_dim": 1, **subject.net, "dtype": subject.dtype}
+    arch = subject.net.get("arch")
+    shape = PLACEHOLDER_SHAPES.get(arch, (1,)) if isinstance(arch, str) else (1,)
+    net = {"input_shape": shape, "output_dim": 1, **subject.net, "dtype": subject.dtype}
     try:
-        parse_spec(net)
+        parsed = parse_spec(net)
+        _check_structure(parsed.model_dump_json(exclude={"seed"}))
     except NormscopeError as err:
         raise _context(source, f"{prefix}.net", err) from None
     if subject.data.name not in data.names():
@@ -79,6 +101,11 @@ def check_subject(subject: SubjectSpec, source: str, prefix: str = "subject") ->
 
         err = unknown_name("data set", subject.data.name, data.names())
         raise _context(source, f"{prefix}.data.name", err) from None
+    d = subject.data
+    try:
+        data.check(d.name, split=d.split, n=d.n, seed=d.seed, **d.options)
+    except NormscopeError as err:
+        raise _context(source, f"{prefix}.data", err) from None
 
 
 def _check_sweep_key(key: str, source: str) -> None:
@@ -164,7 +191,9 @@ def _check_zip(spec: Spec, source: str) -> None:
 
 
 def check_spec(spec: Spec, source: str) -> None:
-    """Every check a spec must pass before a run is planned."""
+    """Every check a spec must pass before anything runs: names against the registries,
+    measure options, sweep paths, then the whole plan (every sweep point's network, data
+    name and training options) and every column its claims and plots name."""
     if not spec.measure and not spec.theory:
         raise ConfigError(f"{source}: the spec takes no measurement; add a [[measure]] table.")
     check_measures(spec, source)
@@ -176,3 +205,4 @@ def check_spec(spec: Spec, source: str) -> None:
             training_hook()
         except NormscopeError as err:
             raise _context(source, "train", err) from None
+    check_columns(spec, plan(spec, source=source), source)

@@ -296,11 +296,13 @@ def evaluate_all(claims: list[ClaimSpec], table: pd.DataFrame) -> list[ClaimResu
 
 def check_store(path: Any, experiment: str | None = None) -> dict[str, list[ClaimResult]]:
     """The claims of each stored experiment (or of ``experiment``), checked on its runs."""
-    from normscope.experiments.frames import load, wide
+    from normscope.experiments.frames import load, require_experiment, wide
     from normscope.experiments.spec import parse_spec
     from normscope.experiments.store import Store
 
     with Store(path, readonly=True) as store:
+        if experiment is not None:
+            require_experiment(store, experiment)
         names = [experiment] if experiment is not None else store.experiments()
         specs = {
             n: parse_spec(store.spec_toml(n), source=f"{path}:{n}", check=False) for n in names

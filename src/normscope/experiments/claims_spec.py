@@ -35,7 +35,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from normscope.strict import NoBoolNumbers
 
 Scalar = str | int | float | bool
 # A filter value: one value, or a list of values any of which may match; a list-valued
@@ -43,7 +45,7 @@ Scalar = str | int | float | bool
 FilterValue = Scalar | list[Scalar | list[Scalar]]
 
 
-class _Claim(BaseModel):
+class _Claim(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = None

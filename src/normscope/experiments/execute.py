@@ -155,6 +155,34 @@ def build_subject(config: dict[str, Any]):
     )
 
 
+FLAT_READINGS = {
+    "cnn": "a 1-D CNN over {size} positions with one channel, not an image CNN",
+    "transformer": "a sequence of {size} tokens of one feature each, not image patches",
+}
+"""How an architecture reads a flat (L,) sample (see ``nets.cnn`` and
+``nets.transformer``)."""
+
+
+def run_notes(config: dict[str, Any]) -> list[str]:
+    """Notes for every measurement of a built run (``config`` after :func:`build_subject`):
+    an image architecture on images the data source flattened says how it reads them."""
+    from normscope import data
+
+    sub = config["subject"]
+    net, source = sub["net"], sub["data"]
+    options = {k: v for k, v in source.items() if k not in ("name", "n", "split", "seed")}
+    reading = FLAT_READINGS.get(net["arch"])
+    if reading is None or not data.flattens(source["name"], options):
+        return []
+    shape = tuple(net["input_shape"])
+    return [
+        f"arch {net['arch']!r} on {source['name']} images flattened to shape {shape}: "
+        f"{reading.format(size=shape[0])}. For images, load them unflattened: "
+        "flatten = false in the data options (subject.data in a spec, --data-option "
+        "flatten=false for `normscope measure`, flatten=False in data.load)."
+    ]
+
+
 def _measure(subject, config: dict[str, Any], entry: dict[str, Any]) -> Measurement:
     from normscope import measures
 
@@ -199,6 +227,16 @@ def _theory_rows(config: dict[str, Any]) -> list[Row]:
 
 def _body(config: dict[str, Any], rows: list[Row]) -> None:
     subject = build_subject(config)
+    notes = run_notes(config)
+    try:
+        _measure_run(subject, config, rows)
+    finally:
+        for row in rows:
+            if not row.name.startswith("theory."):
+                row.notes[:0] = notes
+
+
+def _measure_run(subject, config: dict[str, Any], rows: list[Row]) -> None:
     trained = config["train"] is not None
     if trained:
         for e in config["measures"]:

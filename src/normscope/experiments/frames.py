@@ -43,6 +43,24 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     return flatten(keep)
 
 
+def require_experiment(store: Store, experiment: str) -> None:
+    """Raise :class:`~normscope.errors.UnknownNameError` unless ``store`` holds
+    ``experiment``, with the closest stored name (a quick reproduction is stored as
+    ``<name>-quick``) and every stored one."""
+    from normscope.errors import UnknownNameError, unknown_name
+
+    names = store.experiments()
+    if experiment in names:
+        return
+    where = f"results store {str(store.path)!r}"
+    if not names:
+        raise UnknownNameError(
+            f"unknown experiment {experiment!r}: {where} holds no experiments yet; run "
+            f"`normscope run SPEC --db {store.path}` first, or give another --db."
+        )
+    raise UnknownNameError(f"{unknown_name('experiment', experiment, names)} (in {where})")
+
+
 def load(path: str | Path, experiment: str | None = None) -> pd.DataFrame:
     """The tidy frame of a results store.
 
@@ -50,8 +68,12 @@ def load(path: str | Path, experiment: str | None = None) -> pd.DataFrame:
     measurement name), ``measure`` (the registry name), ``value``, ``details``, ``cost``,
     ``settings``, ``notes``, then every config field as a dotted column
     (``subject.net.width``). Only runs of each experiment's current spec are included.
+    An ``experiment`` the store does not hold raises
+    :class:`~normscope.errors.UnknownNameError` with the closest stored name.
     """
     with Store(path, readonly=True) as store:
+        if experiment is not None:
+            require_experiment(store, experiment)
         runs = {(r["experiment"], r["hash"]): r for r in store.runs(experiment)}
         rows = []
         for m in store.measurements(experiment):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import normscope
-from normscope.errors import ConfigError
+from normscope.errors import ConfigError, NormscopeError
 from normscope.experiments.spec import Spec, SubjectSpec
 
 
@@ -100,6 +100,7 @@ def _resolve(spec: Spec, assignment: dict[str, Any], source: str) -> dict[str, A
 
     from normscope.experiments.checks import check_subject
     from normscope.experiments.errors import describe_validation_error
+    from normscope.experiments.training import check_training
 
     config = base_config(spec)
     for path, value in assignment.items():
@@ -111,7 +112,13 @@ def _resolve(spec: Spec, assignment: dict[str, Any], source: str) -> dict[str, A
         raise ConfigError(
             f"sweep point {where}: " + describe_validation_error(err, SubjectSpec, source)
         ) from None
-    check_subject(subject, f"{source} (sweep point {where})")
+    at = f"{source} (sweep point {where})" if assignment else source
+    check_subject(subject, at)
+    if config["train"] is not None:
+        try:
+            check_training(config["train"], subject.batch_size)
+        except NormscopeError as err:
+            raise type(err)(f"{at}: train: {err}") from None
     config["subject"] = subject.model_dump(mode="json")
     return config
 

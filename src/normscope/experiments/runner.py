@@ -23,14 +23,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from normscope import sanitize
 from normscope.errors import ConfigError
@@ -39,6 +31,7 @@ from normscope.experiments.leases import describe
 from normscope.experiments.plan import RunConfig, plan
 from normscope.experiments.spec import Spec
 from normscope.experiments.store import Lease, Store
+from normscope.terminal import counted
 
 BACKENDS = ("local", "ray")
 POLL_SECONDS = 1.0
@@ -164,21 +157,6 @@ def _executor(
     return lambda runs: iter_local(runs, workers)
 
 
-def _progress(quiet: bool, console: Console | None) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        console=console or sanitize.console(stderr=True),
-        disable=quiet,
-        transient=False,
-    )
-
-
 def run_experiment(
     spec: Spec,
     store: Store,
@@ -197,7 +175,9 @@ def run_experiment(
     Runs stored as ``ok`` are skipped; runs stored as ``failed`` are skipped too unless
     ``retry_failed``. Runs another live normscope process is computing are not computed
     again: this call waits for their results (see :attr:`Summary.others`). Returns counts
-    and the failures of this call.
+    and the failures of this call. Progress goes to ``console`` (default: stderr): a bar
+    on a terminal, one plain line per finished run when it is a file or a pipe, nothing
+    when ``quiet``.
 
     Raises :class:`~normscope.experiments.store.PlanConflictError` before running
     anything when ``spec`` plans other runs than those stored under its name.
@@ -219,8 +199,7 @@ def run_experiment(
     summary = Summary(spec.name, len(runs), skipped=len(runs) - total)
     t0 = time.perf_counter()
     try:
-        with _progress(quiet, console) as progress:
-            task = progress.add_task(sanitize.rich_markup(spec.name), total=total, failed=0)
+        with counted(console, spec.name, total, quiet=quiet or not total) as advance:
             todo = list(lease.mine)
             while todo or lease.elsewhere:
                 for result in execute([by_hash[h] for h in todo]) if todo else ():
@@ -230,9 +209,11 @@ def run_experiment(
                     else:
                         summary.failed += 1
                         summary.failures.append((result.hash, result.error or "unknown error"))
-                    progress.update(task, advance=1, failed=summary.failed)
+                    advance(summary.failed)
+                others = summary.others
                 todo = _wait_for_others(store, lease, skip, summary, console)
-                progress.update(task, completed=summary.ok + summary.failed + summary.others)
+                if summary.others > others:
+                    advance(summary.failed, summary.others - others)
     finally:
         store.release(lease)
     summary.seconds = time.perf_counter() - t0

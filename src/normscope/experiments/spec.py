@@ -31,11 +31,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from normscope.errors import ConfigError
 from normscope.experiments.claims_spec import ClaimSpec, FilterValue
 from normscope.experiments.errors import describe_validation_error
+from normscope.strict import NoBoolNumbers
 
 Scalar = str | int | float | bool
 
@@ -45,11 +46,11 @@ Scalar = str | int | float | bool
 _KEEP_NAN = "constants"
 
 
-class _Strict(BaseModel):
+class _Strict(NoBoolNumbers):
     model_config = ConfigDict(extra="forbid", ser_json_inf_nan=_KEEP_NAN)
 
 
-class DataSpec(BaseModel):
+class DataSpec(NoBoolNumbers):
     """``normscope.data.load(name, split=, n=, seed=, **options)``; extra keys are options."""
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
@@ -80,7 +81,7 @@ class SubjectSpec(_Strict):
     dtype: Literal["float32", "float64"] = "float32"
 
 
-class MeasureSpec(BaseModel):
+class MeasureSpec(NoBoolNumbers):
     """One measure from the registry; extra keys are its keyword options.
 
     ``label`` names the stored measurement (default: the measure's name), so one measure
@@ -112,7 +113,7 @@ class MeasureSpec(BaseModel):
         return self.label or self.name
 
 
-class TheorySpec(BaseModel):
+class TheorySpec(NoBoolNumbers):
     """A theory-column function (``experiments.theory_columns``); extra keys are options."""
 
     model_config = ConfigDict(extra="allow", ser_json_inf_nan=_KEEP_NAN)
@@ -124,7 +125,7 @@ class TheorySpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class SweepSpec(BaseModel):
+class SweepSpec(NoBoolNumbers):
     """A grid: dotted field paths -> lists of values, ``seeds``, and ``zip`` groups.
 
     Keys in one ``zip`` group vary together (equal lengths); all other keys and the

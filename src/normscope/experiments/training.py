@@ -13,6 +13,13 @@ A spec with a ``[train]`` table is trained between the ``at = "init"`` and
 - ``on_record(step, label, measurement)``: to be called with every tracked measurement.
 - returns the number of training steps taken; ``at = "end"`` measurements are stored at
   that step (the initial network is step 0).
+
+Before anything runs, every sweep point's ``[train]`` table is checked with::
+
+    normscope.train.check_options(train_config, batch_size=...) -> None
+
+which raises a :class:`~normscope.errors.NormscopeError` for an unknown option or a bad
+value, so that a spec with ``lr = -0.1`` is refused instead of storing failed runs.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from normscope.errors import ConfigError
@@ -42,19 +50,31 @@ class Tracked:
     point: str = "iterate"  # or "midpoint": (theta_t + theta_{t+1}) / 2 (train.Tracker)
 
 
-def training_hook() -> TrainFn:
-    """``normscope.train.run_training``, or a ConfigError saying training is unavailable."""
+def _train_module() -> ModuleType:
     try:
-        module = importlib.import_module("normscope.train")
+        return importlib.import_module("normscope.train")
     except ImportError as err:
         raise ConfigError(
             "the spec has a [train] table but this normscope has no training module "
             f"(normscope.train: {err}); remove [train] or install a normscope with training."
         ) from None
-    hook = getattr(module, "run_training", None)
-    if hook is None:
+
+
+def _function(name: str, signature: str) -> Callable[..., Any]:
+    function = getattr(_train_module(), name, None)
+    if function is None:
         raise ConfigError(
-            "the spec has a [train] table but normscope.train has no run_training(subject, "
-            "train_config, tracked, on_record) function; remove [train] or update normscope."
+            f"the spec has a [train] table but normscope.train has no {name}({signature}) "
+            "function; remove [train] or update normscope."
         )
-    return hook
+    return function
+
+
+def training_hook() -> TrainFn:
+    """``normscope.train.run_training``, or a ConfigError saying training is unavailable."""
+    return _function("run_training", "subject, train_config, tracked, on_record")
+
+
+def check_training(train_config: dict[str, Any], batch_size: int | None) -> None:
+    """Check a ``[train]`` table with ``normscope.train.check_options``."""
+    _function("check_options", "train_config, *, batch_size")(train_config, batch_size=batch_size)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from normscope.nets.activations import ACTIVATIONS
@@ -59,6 +60,30 @@ def build(spec: NetSpec | Mapping[str, Any]) -> nn.Module:
     return _BUILDERS[parsed.arch](parsed)
 
 
+def check(spec: NetSpec | Mapping[str, Any]) -> NetSpec:
+    """Validate ``spec`` exactly as :func:`build` does, without allocating any weights.
+
+    The network is built on PyTorch's ``meta`` device (tensors with shapes and no
+    storage), so every error :func:`build` would raise, including options that do not
+    fit together (a placement index beyond the depth, more norm layers than layers, a
+    width not divisible by ``groups`` or ``heads``), is raised here in milliseconds,
+    whatever the width. Returns the parsed :class:`NetSpec`.
+
+    Example::
+
+        >>> from normscope import nets
+        >>> nets.check({"arch": "mlp", "input_shape": (4,), "output_dim": 2, "depth": 2,
+        ...             "norm": "batch", "placement": [0, 2]})
+        Traceback (most recent call last):
+        ...
+        normscope.errors.ConfigError: placement indices [2] are out of range: this network has 2 hidden layers, indexed 0..1
+    """  # noqa: E501
+    parsed = parse_spec(spec)
+    with torch.device("meta"):
+        _BUILDERS[parsed.arch](parsed)
+    return parsed
+
+
 def mlp(**options: Any) -> nn.Module:
     """A fully connected net; ``options`` are :class:`NetSpec` fields (see :func:`build_mlp`)."""
     return build({"arch": "mlp", **options})
@@ -93,6 +118,7 @@ __all__ = [
     "NormLayer",
     "TokenBatchNorm",
     "build",
+    "check",
     "cnn",
     "count_norm_layers",
     "find_norm_layers",

@@ -67,7 +67,8 @@ def initialize(
     W = weight_scale * draw_weight(scheme); b ~ N(0, sigma_b^2) (zero when sigma_b = 0).
     """
     for module in model.modules():
-        if not isinstance(module, nn.Linear | _ConvNd):
+        # a network built on the meta device (nets.check) has no values to draw
+        if not isinstance(module, nn.Linear | _ConvNd) or module.weight.is_meta:
             continue
         weight = draw_weight(module.weight.shape, scheme, sigma_w=sigma_w, generator=generator)
         module.weight.copy_(weight_scale * weight)

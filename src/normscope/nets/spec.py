@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import torch
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
@@ -19,6 +18,7 @@ from normscope.errors import ConfigError, unknown_name
 from normscope.nets.activations import ACTIVATIONS
 from normscope.nets.init import INITS
 from normscope.nets.norms import NORM_KINDS
+from normscope.strict import NoBoolNumbers
 
 ARCHITECTURES: tuple[str, ...] = ("mlp", "cnn", "resnet", "transformer")
 """Every architecture :func:`~normscope.nets.build` makes."""
@@ -43,7 +43,7 @@ _NAMED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 Placement = Literal["all", "hidden", "last", "output", "none"] | list[int] | dict[str, int]
 
 
-class NetSpec(BaseModel):
+class NetSpec(NoBoolNumbers):
     """Architecture, normalization and initialization of one network.
 
     Fields (defaults in brackets):
@@ -71,6 +71,9 @@ class NetSpec(BaseModel):
     - ``groups`` [8] (group norm), ``mean_subtraction`` [False] (batch_rms), ``eps`` [1e-5].
     - ``heads`` [2], ``mlp_ratio`` [2], ``patch_size`` [None]: transformer only.
     - ``seed`` [0], ``dtype`` ["float32"].
+
+    Numbers are numbers: ``true`` / ``false`` are refused for every field but ``bias``
+    and ``mean_subtraction`` (a boolean would otherwise count as 1 or 0).
     """
 
     # A NaN or inf scale would build a network of NaN weights; refuse it by name here.
@@ -192,8 +195,8 @@ def parse_spec(spec: NetSpec | Mapping[str, Any]) -> NetSpec:
 
 def _describe(error: ValidationError) -> str:
     problems = [
-        f"{'.'.join(str(p) for p in item['loc']) or 'spec'}: {item['msg']} "
-        f"(got {item.get('input')!r})"
+        f"{'.'.join(str(p) for p in item['loc']) or 'spec'}: {item['msg']}"
+        + ("" if isinstance(item.get("input"), Mapping) else f" (got {item.get('input')!r})")
         for item in error.errors()
     ]
     return "invalid net spec: " + "; ".join(problems)

@@ -21,7 +21,7 @@ import pandas as pd
 import normscope
 from normscope.errors import ConfigError, NormscopeError, StoreError
 from normscope.experiments.claims import ClaimResult, evaluate_all
-from normscope.experiments.frames import load, wide
+from normscope.experiments.frames import load, require_experiment, wide
 from normscope.experiments.spec import PlotSpec, Spec, parse_spec
 from normscope.experiments.store import Store
 from normscope.outputs import check_output, write_atomic
@@ -242,7 +242,7 @@ def build_report(db: str | Path, output: str | Path, experiment: str | None = No
     with Store(db, readonly=True) as store:  # a store that cannot be read creates no folder
         names = [experiment] if experiment is not None else store.experiments()
         if experiment is not None:
-            store.spec_toml(experiment)
+            require_experiment(store, experiment)
         experiments = [_read(i, n, store, db) for i, n in enumerate(names)]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -102,6 +102,14 @@ def spec_text(name: str) -> str:
     return _folder().joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
+def paper(name: str) -> str:
+    """The paper reproduction ``name`` tests (its spec's ``paper``), read without checking
+    the spec (checking plans every sweep point: seconds for the largest)."""
+    import tomllib
+
+    return str(tomllib.loads(spec_text(name)).get("paper", name))
+
+
 def experiment_name(name: str, quick: bool) -> str:
     """The experiment name a reproduction's results are stored under."""
     return name + QUICK_SUFFIX if quick else name
@@ -132,6 +140,7 @@ __all__ = [
     "experiment_name",
     "load",
     "names",
+    "paper",
     "plan_runs",
     "spec_text",
 ]

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from normscope.errors import ConfigError
 from normscope.subject import Subject
 from normscope.train.loop import train
+from normscope.train.options import check_options
 from normscope.train.tracker import Tracker
-
-_TRAIN_OPTIONS = [
-    p for p in inspect.signature(train).parameters if p not in ("subject", "tracker", "on_step")
-]
 
 
 def run_training(
@@ -31,11 +26,7 @@ def run_training(
     measurement reaches ``on_record(step, label, measurement)``. Returns the number of
     steps taken.
     """
-    unknown = sorted(set(train_config) - set(_TRAIN_OPTIONS))
-    if unknown:
-        raise ConfigError(
-            f"unknown [train] options {unknown}: valid options are {', '.join(_TRAIN_OPTIONS)}."
-        )
+    check_options(train_config, batch_size=subject.batch_size)
     trackers = [
         Tracker(
             [t.name],

@@ -30,10 +30,8 @@ from normscope.data import batches as batch_io
 from normscope.data.batches import TensorBatches
 from normscope.errors import ConfigError, unknown_name
 from normscope.subject import Subject, is_batch_norm
+from normscope.train.options import check_options
 from normscope.train.tracker import Tracker
-
-OPTIMIZERS = ("gd", "sgd")
-SCHEDULES = ("constant", "cosine", "linear_warmup")
 
 
 @dataclass
@@ -68,23 +66,14 @@ def _weight_decay_names(subject: Subject, wd_on: str | Sequence[str]) -> set[str
     return chosen
 
 
-def _check(optimizer: str, lr: float, steps: int, schedule: str, subject: Subject) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise unknown_name("optimizer", optimizer, OPTIMIZERS)
-    if schedule not in SCHEDULES:
-        raise unknown_name("schedule", schedule, SCHEDULES)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"lr must be a positive finite number, got {lr}.")
-    if steps < 0:
-        raise ConfigError(f"steps must be >= 0, got {steps}.")
-    if optimizer == "sgd" and subject.batch_size is None:
-        raise ConfigError("optimizer 'sgd' needs the Subject's batch_size (the mini-batch size).")
+def _check_data(optimizer: str, subject: Subject) -> None:
+    """What the data must allow: targets, and in-memory samples for SGD's random draws."""
+    subject.require_targets("training")
     if optimizer == "sgd" and not isinstance(subject.source, TensorBatches):
         raise ConfigError(
             "optimizer 'sgd' draws random mini-batches from in-memory data, but the Subject "
             "reads a loader: train in your own loop and measure with a Tracker, or use 'gd'."
         )
-    subject.require_targets("training")
 
 
 def train(
@@ -117,8 +106,25 @@ def train(
         on_step: called as ``on_step(step, loss)`` after every step (progress bars).
 
     Training stops early, with ``stopped="diverged"``, when the loss becomes non-finite.
+    Every option is checked (:func:`normscope.train.options.check_options`) before the
+    model is touched: a wrong type or an out-of-range value (a negative or NaN ``lr`` or
+    ``weight_decay``) raises :class:`~normscope.errors.ConfigError`.
     """
-    _check(optimizer, lr, steps, schedule, subject)
+    check_options(
+        {
+            "optimizer": optimizer,
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "wd_on": wd_on,
+            "steps": steps,
+            "schedule": schedule,
+            "warmup": warmup,
+            "seed": seed,
+        },
+        batch_size=subject.batch_size,
+    )
+    _check_data(optimizer, subject)
     trackers = [] if tracker is None else [tracker] if isinstance(tracker, Tracker) else tracker
     model = subject.model
     named = dict(model.named_parameters())
