@@ -67,3 +67,44 @@ def assert_bit_identical(a: object, b: object, where: str = "") -> None:
             assert_bit_identical(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def wandb_history(folder: Path) -> dict[int, dict[str, float]]:
+    """``{step: {name: value}}`` of the offline W&B run files under ``folder``.
+
+    A ``.wandb`` file is a LevelDB-style log of protobuf records: a 7-byte file header,
+    then 32 KiB blocks of chunks, each with a 7-byte header (CRC, length, kind: 1 whole
+    record, 2 first / 3 middle / 4 last piece of one).
+    """
+    import json
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    block, header = 32768, 7
+    out: dict[int, dict[str, float]] = {}
+    for path in Path(folder).rglob("*.wandb"):
+        raw = path.read_bytes()
+        assert raw[:4] == b":W&B", path
+        pos, pieces = header, []
+        while pos + header <= len(raw):
+            if block - pos % block < header:  # too little left in the block: padding
+                pos += block - pos % block
+                continue
+            _, length, kind = struct.unpack("<IHB", raw[pos : pos + header])
+            pieces.append(raw[pos + header : pos + header + length])
+            pos += header + length
+            if kind in (1, 4):
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(b"".join(pieces))
+                pieces = []
+                if record.WhichOneof("record_type") == "history":
+                    items = {
+                        i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                        for i in record.history.item
+                    }
+                    step = items.pop("_step")
+                    out.setdefault(step, {}).update(
+                        {k: v for k, v in items.items() if not k.startswith("_")}
+                    )
+    return out
