@@ -124,14 +124,24 @@ def run(
         bool, typer.Option("--retry-failed", help="Run again the runs that failed before.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also write each run as it finishes to KIND:FOLDER, KIND one of "
+            "tensorboard, csv, wandb (offline); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment; runs already in the store are skipped (resume).
 
     Exits 1 when a run failed (its error and traceback are stored), 2 on a user error.
     """
     from normscope.experiments import Store, load_spec, run_experiment
+    from normscope.loggers import parse_target
 
     _choice("backend", backend, BACKENDS)
+    log_to = [parse_target(target) for target in log or []]
     parsed, text = load_spec(spec)
     with Store(db) as store:
         summary = run_experiment(
@@ -145,6 +155,7 @@ def run(
             retry_failed=retry_failed,
             quiet=quiet,
             console=err_console,
+            log_to=log_to,
         )
     console.print(
         f"[bold]{escape(summary.experiment)}[/bold]: {summary.planned} runs planned, "
