@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ import typer
 from rich.table import Table
 
 import normscope
+from normscope import progress
 from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError, unknown_name
 from normscope.measurement import Measurement
@@ -242,8 +244,15 @@ def measure(
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="Measure option, key=value.")
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress line on stderr.")
+    ] = False,
 ) -> None:
-    """Take one measure of one network on one data set."""
+    """Take one measure of one network on one data set.
+
+    A measurement that takes more than a few seconds shows its progress on stderr:
+    products done and expected, and the time left.
+    """
     from normscope.experiments.execute import build_subject
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
@@ -277,7 +286,7 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with err_console.status(f"measuring {name} ..."):
+    with nullcontext() if quiet else progress.reporting(sys.stderr):
         subject = build_subject(config)
         result = get(name)(subject, **config["measures"][0]["options"])
     _show_measurement(result)
