@@ -10,7 +10,13 @@ from torch.utils.data import DataLoader
 from normscope import Subject, measures
 from normscope.errors import ConfigError
 
-from tests.integrations.observe import assert_bit_identical, final_state, scalars, snapshot
+from tests.integrations.observe import (
+    assert_logged_equals_direct,
+    assert_same_training,
+    final_state,
+    scalars,
+    snapshot,
+)
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
@@ -111,20 +117,15 @@ def direct(state: dict[str, torch.Tensor]) -> tuple[float, float]:
 def test_tensorboard_values_equal_a_direct_measurement_at_the_same_step(runs):
     folder, _, _, plain = runs
     # the Trainer's TensorBoard callback files everything it is given under train/
-    loss = scalars(folder / "measured" / "tb", "train/normscope/loss")
-    sharpness = scalars(folder / "measured" / "tb", "train/normscope/sharpness")
-    assert sorted(loss) == sorted(sharpness) == list(range(0, STEPS + 1, EVERY))
-    for step in loss:
-        want_loss, want_sharpness = direct(plain.states[step])
-        assert loss[step] == pytest.approx(want_loss, rel=1e-6), step
-        assert sharpness[step] == pytest.approx(want_sharpness, rel=1e-4), step
+    steps = list(range(0, STEPS + 1, EVERY))
+    assert_logged_equals_direct(
+        folder / "measured" / "tb", "train/normscope/", plain.states, direct, steps
+    )
 
 
 def test_training_is_bit_identical_with_and_without_the_callback(runs):
     _, _, measured, plain = runs
-    for step, state in plain.states.items():
-        assert_bit_identical(measured.states[step], state, f"step {step}")
-    assert_bit_identical(measured.end, plain.end, "end of training")
+    assert_same_training(measured, plain)
 
 
 def test_values_are_in_the_trainers_log_history_at_their_step(runs):

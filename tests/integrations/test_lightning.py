@@ -10,7 +10,13 @@ from torch.utils.data import DataLoader, TensorDataset
 from normscope import Subject, measures
 from normscope.errors import ConfigError
 
-from tests.integrations.observe import assert_bit_identical, final_state, scalars, snapshot
+from tests.integrations.observe import (
+    assert_logged_equals_direct,
+    assert_same_training,
+    final_state,
+    scalars,
+    snapshot,
+)
 
 pl = pytest.importorskip("lightning.pytorch")
 TensorBoardLogger = pytest.importorskip("lightning.pytorch.loggers").TensorBoardLogger
@@ -106,22 +112,13 @@ def direct(state: dict[str, torch.Tensor]) -> tuple[float, float]:
 
 def test_tensorboard_values_equal_a_direct_measurement_at_the_same_step(runs):
     folder, _, _, plain = runs
-    loss = scalars(folder / "measured", "normscope/loss")
-    sharpness = scalars(folder / "measured", "normscope/sharpness")
-    assert sorted(loss) == sorted(sharpness) == list(range(0, STEPS + 1, EVERY))
-    for step in loss:
-        want_loss, want_sharpness = direct(plain.states[step])
-        # event files hold float32; Lanczos from a warm start and from a random one agree
-        # to about residual^2 / gap
-        assert loss[step] == pytest.approx(want_loss, rel=1e-6), step
-        assert sharpness[step] == pytest.approx(want_sharpness, rel=1e-4), step
+    steps = list(range(0, STEPS + 1, EVERY))
+    assert_logged_equals_direct(folder / "measured", "normscope/", plain.states, direct, steps)
 
 
 def test_training_is_bit_identical_with_and_without_the_callback(runs):
     _, _, measured, plain = runs
-    for step, state in plain.states.items():
-        assert_bit_identical(measured.states[step], state, f"step {step}")
-    assert_bit_identical(measured.end, plain.end, "end of training")
+    assert_same_training(measured, plain)
 
 
 def test_warm_start_and_cost_are_logged(runs):

@@ -18,11 +18,8 @@ integration the trainer reports to (``report_to``: TensorBoard, W&B, MLflow...),
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from normscope.errors import ConfigError
-from normscope.integrations.schedule import Prefixed, Schedule, learning_rate, make_tracker
+from normscope.integrations.schedule import Tracking, learning_rate
 
 try:
     from transformers import Trainer, TrainerCallback
@@ -32,7 +29,7 @@ except ImportError as err:  # pragma: no cover - exercised only without transfor
     ) from err
 
 
-class NormscopeCallback(TrainerCallback):
+class NormscopeCallback(Tracking, TrainerCallback):
     """Runs ``measures`` on fixed probe data every ``every_n_steps`` optimizer steps (and
     before the first) or at the end of every ``every_n_epochs``-th epoch.
 
@@ -59,34 +56,19 @@ class NormscopeCallback(TrainerCallback):
             without :meth:`attach`.
     """
 
-    def __init__(
-        self,
-        measures: Sequence[str] = ("loss", "sharpness"),
-        *,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        prefix: str = "normscope/",
-        **tracker_options: Any,
-    ) -> None:
-        self.schedule = Schedule(every_n_steps, every_n_epochs)
-        self.tracker = make_tracker(measures, tracker_options)
-        self.prefix = prefix
-        self.trainer: Trainer | None = None
+    trainer: Trainer | None = None
 
     def attach(self, trainer: Trainer) -> NormscopeCallback:
         """Add this callback to ``trainer`` and log through it; returns the callback."""
         self.trainer = trainer
-        self.tracker.logger = Prefixed(
-            lambda metrics, _step: trainer.log(dict(metrics)), self.prefix
-        )
+        self.log_with(lambda metrics, _step: trainer.log(dict(metrics)))
         trainer.add_callback(self)
         return self
 
     def _measure(self, state, model, optimizer) -> None:
-        if not state.is_world_process_zero or not self.schedule.claim(state.global_step):
-            return
-        lr = learning_rate([optimizer] if optimizer is not None else [])
-        self.tracker.step(model, state.global_step, lr=lr)
+        if state.is_world_process_zero:
+            lr = learning_rate([optimizer] if optimizer is not None else [])
+            self.measure(model, state.global_step, lr)
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if self.trainer is None:

@@ -18,10 +18,9 @@ Lightning's own ``LearningRateMonitor`` writes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from normscope.integrations.schedule import Prefixed, Schedule, learning_rate, make_tracker
+from normscope.integrations.schedule import Tracking, learning_rate
 
 try:
     from lightning.pytorch import Callback, LightningModule, Trainer
@@ -31,7 +30,7 @@ except ImportError as err:  # pragma: no cover - exercised only without lightnin
     ) from err
 
 
-class NormscopeCallback(Callback):
+class NormscopeCallback(Tracking, Callback):
     """Runs ``measures`` on fixed probe data every ``every_n_steps`` optimizer steps (and
     at the start of training) or at the end of every ``every_n_epochs``-th epoch.
 
@@ -55,31 +54,16 @@ class NormscopeCallback(Callback):
             ``data``, or a Tracker option the callback sets itself (``every``, ``logger``).
     """
 
-    def __init__(
-        self,
-        measures: Sequence[str] = ("loss", "sharpness"),
-        *,
-        every_n_steps: int | None = None,
-        every_n_epochs: int | None = None,
-        prefix: str = "normscope/",
-        **tracker_options: Any,
-    ) -> None:
-        self.schedule = Schedule(every_n_steps, every_n_epochs)
-        self.tracker = make_tracker(measures, tracker_options)
-        self.prefix = prefix
-
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         def write(metrics, step):
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
 
-        self.tracker.logger = Prefixed(write, self.prefix)
+        self.log_with(write)
 
     def _measure(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        step = trainer.global_step
-        if not trainer.is_global_zero or not self.schedule.claim(step):
-            return
-        self.tracker.step(pl_module, step, lr=learning_rate(trainer.optimizers))
+        if trainer.is_global_zero:
+            self.measure(pl_module, trainer.global_step, learning_rate(trainer.optimizers))
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.schedule.step_due(trainer.global_step):

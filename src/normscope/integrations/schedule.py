@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from torch import nn
 
 from normscope.errors import ConfigError
 from normscope.train.tracker import Tracker
@@ -45,6 +47,33 @@ class Schedule:
             return False
         self._last = step
         return True
+
+
+class Tracking:
+    """What both framework callbacks hold: a :class:`Schedule`, a Tracker it drives,
+    and the prefix of every logged name. The callbacks' docstrings give the arguments."""
+
+    def __init__(
+        self,
+        measures: Sequence[str] = ("loss", "sharpness"),
+        *,
+        every_n_steps: int | None = None,
+        every_n_epochs: int | None = None,
+        prefix: str = "normscope/",
+        **tracker_options: Any,
+    ) -> None:
+        self.schedule = Schedule(every_n_steps, every_n_epochs)
+        self.tracker = make_tracker(measures, tracker_options)
+        self.prefix = prefix
+
+    def log_with(self, write: Callable[[dict[str, float], int], None]) -> None:
+        """Send the Tracker's records, prefixed, to ``write(metrics, step)``."""
+        self.tracker.logger = Prefixed(write, self.prefix)
+
+    def measure(self, model: nn.Module, step: int, lr: float | None) -> None:
+        """Track ``model`` at optimizer step ``step`` unless that step was tracked."""
+        if self.schedule.claim(step):
+            self.tracker.step(model, step, lr=lr)
 
 
 def make_tracker(measures: Sequence[str], options: dict[str, Any]) -> Tracker:
