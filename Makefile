@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 LOCK   := constraints.txt
 LATEST := .venv-latest
 
-.PHONY: demo test test-latest lock lint format bench clean
+.PHONY: demo test test-latest lock lint format bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,16 @@ $(STAMP): $(BIN)/python pyproject.toml $(LOCK)
 demo: $(STAMP)
 	$(BIN)/normscope reproduce all --quick --report results/report.html
 
-test: $(STAMP)
+# Debian's Chromium and the ChromeDriver built from the same source (so their versions
+# match), for the browser tests of the HTML pages. Installed when missing and apt-get can
+# (as root); where it cannot, the browser tests are skipped and say why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver >/dev/null) || \
+	  echo "chromium and chromium-driver could not be installed: browser tests will be skipped"
+
+test: $(STAMP) browser
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 
@@ -47,7 +56,7 @@ format: $(STAMP)
 
 # The suite against the newest releases pyproject.toml allows, in a venv of its own
 # (torch stays the local CPU build 2.13.0): drift is seen here before users see it.
-test-latest:
+test-latest: browser
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/pip install --quiet --upgrade pip

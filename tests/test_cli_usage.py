@@ -41,6 +41,13 @@ CASES = [
     ("run", "unknown choice", ["run", "{tmp}/spec.toml", "--backend", "rey"], ["'ray'"]),
     ("run", "no such file", ["run", "{tmp}/none.toml"], ["does not exist"]),
     ("run", "bad spec value", ["run", "{tmp}/bad.toml"], ["width", "'six'"]),
+    (
+        "run",
+        "unknown logger",
+        ["run", "{tmp}/spec.toml", "--log", "tensorbord:{tmp}/tb"],
+        ["Did you mean 'tensorboard'"],
+    ),
+    ("run", "logger without a folder", ["run", "{tmp}/spec.toml", "--log", "csv"], ["KIND:FOLDER"]),
     # measure
     ("measure", "missing argument", ["measure"], ["Missing argument 'name'"]),
     ("measure", "unknown name", ["measure", "sharpnes"], ["Did you mean 'sharpness'"]),

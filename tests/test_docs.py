@@ -17,7 +17,14 @@ from normscope.experiments.claims_spec import ClaimSpec
 ROOT = Path(__file__).parents[1]
 DOCS = ROOT / "docs"
 LINKED_PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
-EXECUTED_PAGES = ["index.md", "training.md", "own-models.md"]
+EXECUTED_PAGES = [
+    "index.md",
+    "training.md",
+    "own-models.md",
+    "lightning.md",
+    "huggingface.md",
+    "loggers.md",
+]
 
 FENCE = re.compile(r"^```.*?^```", flags=re.S | re.M)
 INLINE_CODE = re.compile(r"`[^`\n]*`")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +18,7 @@ from rich.padding import Padding
 from rich.table import Table
 
 import normscope
+from normscope import progress
 from normscope.auditing.command import register as register_audit
 from normscope.errors import ConfigError, NormscopeError, unknown_name
 from normscope.measurement import Measurement
@@ -146,14 +149,24 @@ def run(
         bool, typer.Option("--retry-failed", help="Run again the runs that failed before.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    log: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--log",
+            help="Also write each run as it finishes to KIND:FOLDER, KIND one of "
+            "tensorboard, csv, wandb (offline); repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """Run an experiment; runs already in the store are skipped (resume).
 
     Exits 1 when a run failed (its error and traceback are stored), 2 on a user error.
     """
     from normscope.experiments import Store, load_spec, run_experiment
+    from normscope.loggers import parse_target
 
     _choice("backend", backend, BACKENDS)
+    log_to = [parse_target(target) for target in log or []]
     parsed, text = load_spec(spec)
     with Store(db) as store:
         summary = run_experiment(
@@ -167,6 +180,7 @@ def run(
             retry_failed=retry_failed,
             quiet=quiet,
             console=err_console,
+            log_to=log_to,
         )
     console.print(
         f"[bold]{escape(summary.experiment)}[/bold]: {summary.planned} runs planned, "
@@ -229,6 +243,17 @@ def _show_measurement(m: Measurement) -> None:
         console.print(f"note: {escape(note)}")
 
 
+@contextmanager
+def _measuring(name: str, quiet: bool) -> Iterator[None]:
+    """Progress on stderr while one measure runs: what is measured, then its products
+    done and expected once it takes a few seconds; nothing when ``quiet``."""
+    if quiet:
+        yield
+        return
+    with activity(err_console, f"measuring {name} ...") as update, progress.reporting(to=update):
+        yield
+
+
 @app.command()
 def measure(
     name: Annotated[str, typer.Argument(help="Measure name (see `normscope list measures`).")],
@@ -253,8 +278,15 @@ def measure(
     option: Annotated[
         list[str] | None, typer.Option("--option", "-o", help="Measure option, key=value.")
     ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress line on stderr.")
+    ] = False,
 ) -> None:
-    """Take one measure of one network on one data set."""
+    """Take one measure of one network on one data set.
+
+    A measurement that takes more than a few seconds shows its progress on stderr:
+    products done and expected, and the time left.
+    """
     from normscope.experiments.execute import build_subject, run_notes
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
@@ -288,7 +320,7 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with activity(err_console, f"measuring {name} ..."):
+    with _measuring(name, quiet):
         subject = build_subject(config)
         result = get(name)(subject, **config["measures"][0]["options"])
     _show_measurement(result)

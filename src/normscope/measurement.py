@@ -8,6 +8,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from normscope import progress
+
 
 @dataclass
 class Measurement:
@@ -42,7 +44,10 @@ class Measurement:
 class CostMeter:
     """Counts products and wall time while a measure runs.
 
-    Operators call ``meter.add("hvp", k)``; the measure ends with ``meter.cost()``.
+    Operators call ``meter.add("hvp", k)``; the measure ends with ``meter.cost()``. Every
+    count also reaches :mod:`normscope.progress`, and a measure that knows how many
+    products it may make says so with ``meter.expect(n)``, so that a long measurement
+    can show how far it is.
     """
 
     def __init__(self) -> None:
@@ -51,6 +56,11 @@ class CostMeter:
 
     def add(self, kind: str, n: int = 1) -> None:
         self.counts[kind] += n
+        progress.advance(kind, n)
+
+    def expect(self, n: int) -> None:
+        """At most ``n`` more products will be made (for the progress line only)."""
+        progress.expect(n)
 
     def cost(self) -> dict[str, float]:
         out: dict[str, float] = {"seconds": time.perf_counter() - self._start}

@@ -1,3 +1,4 @@
+import csv
 import os
 import signal
 import sqlite3
@@ -295,3 +296,34 @@ def test_only_image_architectures_on_flattened_images_get_the_note(arch, data, n
         }
     }
     assert bool(run_notes(config)) is noted
+
+
+def test_log_to_writes_every_stored_row_of_every_run_to_csv_and_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tests.integrations.observe import scalars
+
+    text = TINY.split("[sweep]")[0] + textwrap.dedent("""
+        [[measure]]
+        name = "loss"
+        label = "tracked_loss"
+        every = 2
+        [train]
+        steps = 4
+        lr = 0.1
+        [sweep]
+        seeds = [0, 1]
+    """)
+    run(text, tmp_path / "r.db", workers=0, log_to=[("csv", tmp_path), ("tensorboard", tmp_path)])
+    frame = load(tmp_path / "r.db")
+    assert set(frame["step"]) == {0, 2, 4}
+    for run_hash, rows in frame.groupby("run"):
+        stored = {
+            (int(s), n): v
+            for s, n, v in zip(rows["step"], rows["name"], rows["value"], strict=True)
+        }
+        with (tmp_path / "tiny" / f"{run_hash}.csv").open() as f:
+            logged = {(int(r["step"]), r["name"]): float(r["value"]) for r in csv.DictReader(f)}
+        assert logged == stored
+        tracked = scalars(tmp_path / "tiny" / run_hash, "tracked_loss")
+        want = {s: v for (s, n), v in stored.items() if n == "tracked_loss"}
+        assert tracked == pytest.approx(want, rel=1e-6)

@@ -7,11 +7,14 @@ when the command runs), so ``normscope --help`` stays fast.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import Console
 
 from normscope.auditing.factory import FORMAT
 from normscope.errors import ConfigError, NormscopeError, ShapeError, UnknownNameError
@@ -153,6 +156,7 @@ def audit_command(
         typer.Option(help="Results store (SQLite file; default: results/normscope.db)."),
     ] = None,
     html: Annotated[Path | None, typer.Option(help="Also write an HTML page here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Measure what a model's normalization layers do: the same measures on the model as
     given, without normalization, with batch norm swapped, and in train / eval mode."""
@@ -175,7 +179,7 @@ def audit_command(
             dataset = own_data
         else:
             dataset = load_data(data or "digits", n, seed, shape)
-        with activity(errors, f"auditing {function} ...") as progress:
+        with _progress(errors, quiet, f"auditing {function} ...") as show:
             result = audit(
                 net,
                 dataset,
@@ -186,7 +190,7 @@ def audit_command(
                 budget_seconds=budget_seconds,
                 seed=seed,
                 name=function,
-                progress=progress,
+                progress=show,
             )
         print_result(result, console)
         db = _default_store() if db is None else db
@@ -198,6 +202,20 @@ def audit_command(
         message = " ".join(str(err).split())
         errors.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress(errors: Console, quiet: bool, text: str) -> Iterator[Callable[[str], None] | None]:
+    """Stderr names the measurement under way, with its products done and expected once
+    it runs for a few seconds: a spinner on a terminal, plain lines otherwise; nothing
+    when ``quiet``."""
+    if quiet:
+        yield None
+        return
+    from normscope import progress
+
+    with activity(errors, text) as update, progress.reporting(to=update):
+        yield update
 
 
 def register(app: typer.Typer) -> None:

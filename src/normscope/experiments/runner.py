@@ -16,11 +16,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from rich.console import Console
 
@@ -31,6 +32,7 @@ from normscope.experiments.leases import describe
 from normscope.experiments.plan import RunConfig, plan
 from normscope.experiments.spec import Spec
 from normscope.experiments.store import Lease, Store
+from normscope.loggers import open_logger
 from normscope.terminal import counted
 
 BACKENDS = ("local", "ray")
@@ -169,6 +171,7 @@ def run_experiment(
     retry_failed: bool = False,
     quiet: bool = False,
     console: Console | None = None,
+    log_to: Sequence[tuple[str, str | Path]] = (),
 ) -> Summary:
     """Execute the runs of ``spec`` not yet in ``store`` and store each as it finishes.
 
@@ -178,6 +181,10 @@ def run_experiment(
     and the failures of this call. Progress goes to ``console`` (default: stderr): a bar
     on a terminal, one plain line per finished run when it is a file or a pipe, nothing
     when ``quiet``.
+
+    ``log_to`` lists ``(kind, folder)`` pairs (:func:`normscope.loggers.open_logger`):
+    every run this call computes is also written there as it is stored, as run
+    ``<experiment>/<run hash>``, each measurement at its training step.
 
     Raises :class:`~normscope.experiments.store.PlanConflictError` before running
     anything when ``spec`` plans other runs than those stored under its name.
@@ -204,6 +211,7 @@ def run_experiment(
             while todo or lease.elsewhere:
                 for result in execute([by_hash[h] for h in todo]) if todo else ():
                     store.write_run(spec.name, result)
+                    log_run(log_to, spec.name, result)
                     if result.status == "ok":
                         summary.ok += 1
                     else:
@@ -218,6 +226,18 @@ def run_experiment(
         store.release(lease)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def log_run(log_to: Sequence[tuple[str, str | Path]], experiment: str, result: RunResult) -> None:
+    """Write a finished run's measurements, step by step, to each ``(kind, folder)``."""
+    by_step: dict[int, dict[str, float]] = {}
+    for row in result.rows:
+        by_step.setdefault(row.step, {})[row.name] = row.value
+    for kind, folder in log_to:
+        run = f"{sanitize.file_stem(experiment)}/{result.hash}"
+        with open_logger(kind, folder, run=run) as logger:
+            for step in sorted(by_step):
+                logger.log_metrics(by_step[step], step)
 
 
 def _wait_for_others(

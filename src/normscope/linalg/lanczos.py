@@ -152,7 +152,7 @@ def lanczos(
             f"k={k} and block_size={block_size} must not exceed the dimension {space.dim}."
         )
     if max_iter is None:
-        max_iter = math.ceil(min(space.dim, max(100, 10 * k)) / block_size)
+        max_iter = default_max_iter(space.dim, k, block_size)
     max_iter = check_positive_int("max_iter", max_iter)
     if max_iter * block_size < k:
         raise ConfigError(
@@ -163,6 +163,17 @@ def lanczos(
     op = CountedOperator(matvec, matmat, space)
     start = _start_block(v0, block_size, space, gen)
     return _iterate(op, start, k, which, tol, max_iter, gen)
+
+
+def default_max_iter(dim: int, k: int = 1, block_size: int = 1) -> int:
+    """The default cap on Lanczos steps: ``max(100, 10 k)`` basis vectors, at most
+    ``dim``, in blocks of ``block_size`` (so at most ``block_size`` times as many products).
+
+    Example:
+        >>> default_max_iter(5000, k=2), default_max_iter(40), default_max_iter(5000, 1, 4)
+        (100, 40, 25)
+    """
+    return math.ceil(min(dim, max(100, 10 * k)) / block_size)
 
 
 def _start_block(v0: Tensor | None, b: int, space: Space, gen: torch.Generator) -> Tensor:

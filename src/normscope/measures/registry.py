@@ -46,6 +46,7 @@ from typing import Any
 
 import torch
 
+from normscope import progress
 from normscope.errors import (
     ConfigError,
     DataError,
@@ -284,7 +285,8 @@ def _checked(name: str, fn: MeasureFn) -> MeasureFn:
         bound.apply_defaults()
         start = time.perf_counter()
         try:
-            m = fn(subject, **options)
+            with progress.task(name):
+                m = fn(subject, **options)
         except NonFiniteError as err:
             cost = {"seconds": time.perf_counter() - start}
             m = Measurement(name, math.inf, {}, cost, {}, [f"reported as inf: {err}"])

@@ -15,6 +15,7 @@ import torch
 
 from normscope.curvature import Hessian, parameter_blocks
 from normscope.linalg import density_on_grid, hutchinson, hutchpp, lanczos, slq, slq_trace
+from normscope.linalg.lanczos import default_max_iter
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.constraints import (
     COUNT,
@@ -123,10 +124,12 @@ def sharpness(
     """
     meter = CostMeter()
     op = Hessian(subject, meter)
+    wanted = 2 * k if which == "both" else k
+    meter.expect(max_iter or default_max_iter(op.dim, wanted))
     result = lanczos(
         op.matvec,
         op.dim,
-        k=2 * k if which == "both" else k,
+        k=wanted,
         which=_LANCZOS_WHICH[which],
         tol=tol,
         max_iter=max_iter,
@@ -159,7 +162,9 @@ def _per_layer(
     subject: Subject, op: Hessian, which: str, tol: float, max_iter: int | None, seed: int
 ) -> dict[str, object]:
     names, values = [], []
-    for name, index in parameter_blocks(subject).items():
+    blocks = parameter_blocks(subject)
+    op.meter.expect(sum(min(max_iter or default_max_iter(len(i)), len(i)) for i in blocks.values()))
+    for name, index in blocks.items():
         block = op.restrict(index.to(op.device))
         cap = None if max_iter is None else min(max_iter, block.dim)
         res = lanczos(
@@ -203,6 +208,7 @@ def hessian_trace(
     and an error bar.
     """
     meter = CostMeter()
+    meter.expect(num_probes)
     op = Hessian(subject, meter)
     # single products, not op.matmat: a batched double backward costs more per vector than
     # one product on the benchmark MLP and CNN (benchmarks/results/hessian.md)
@@ -254,6 +260,7 @@ def hessian_density(
     meter = CostMeter()
     op = Hessian(subject, meter)
     steps = min(num_steps, op.dim)
+    meter.expect(num_probes * steps)
     result = slq(
         op.matvec,
         op.dim,

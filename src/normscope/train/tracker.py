@@ -38,7 +38,9 @@ from torch import nn
 
 from normscope import measures as registry
 from normscope.data import batches as batch_io
+from normscope.data.seeding import global_rng_preserved
 from normscope.errors import ConfigError, unknown_name
+from normscope.loggers import Logger
 from normscope.subject import Subject
 
 POINTS = ("iterate", "midpoint")
@@ -74,6 +76,8 @@ class Tracker:
             the next iterate; in a loop of your own, pass the model at that point).
         on_measurement: called as ``on_measurement(step, name, measurement)`` with every
             full Measurement (the experiment runner stores them this way).
+        logger: a :class:`normscope.loggers.Logger` (TensorBoard, CSV, W&B...) that gets
+            every tracked step's records as ``log_metrics({name: value}, step)``.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class Tracker:
         on_measurement: Callable[[int, str, Any], None] | None = None,
         warm_start: bool = True,
         point: str = "iterate",
+        logger: Logger | None = None,
     ) -> None:
         if every < 1:
             raise ConfigError(f"every must be >= 1, got {every}.")
@@ -120,6 +125,7 @@ class Tracker:
         self.track_weight_norms = track_weight_norms
         self.on_measurement = on_measurement
         self.warm_start = warm_start
+        self.logger = logger
         self.records: list[Record] = []
         self.notes: list[str] = []
         self.seconds = 0.0
@@ -163,10 +169,29 @@ class Tracker:
         if self._over_budget():
             return []
         start = time.perf_counter()
+        # measuring must not change the training: a DataLoader of probe batches alone
+        # draws from torch's global generator
+        with global_rng_preserved():
+            added = self._records(model_or_subject, step, lr)
+        self.records += added
+        if self.logger is not None and added:
+            self.logger.log_metrics({r.name: r.value for r in added}, step)
+        self.seconds += time.perf_counter() - start
+        if self._over_budget():
+            self.notes.append(
+                f"tracking stopped after step {step}: budget of {self.budget_seconds} s spent"
+            )
+        return added
+
+    def _records(
+        self, model_or_subject: nn.Module | Subject, step: int, lr: float | None
+    ) -> list[Record]:
         subject = self._subject(model_or_subject)
         added: list[Record] = []
         if lr is not None:
-            added += [Record(step, "lr", lr), Record(step, "two_over_lr", 2.0 / lr)]
+            # a schedule that decays to 0 ends with no stability limit at all
+            two_over_lr = 2.0 / lr if lr != 0 else math.inf
+            added += [Record(step, "lr", lr), Record(step, "two_over_lr", two_over_lr)]
         if self.track_weight_norms:
             theta = subject.theta
             for g in subject.scale_invariant_groups():
@@ -174,12 +199,6 @@ class Tracker:
                 added.append(Record(step, f"weight_norm.{g.name}", norm))
         for info in self.infos:
             added += self._measure(info, subject, step, lr)
-        self.records += added
-        self.seconds += time.perf_counter() - start
-        if self._over_budget():
-            self.notes.append(
-                f"tracking stopped after step {step}: budget of {self.budget_seconds} s spent"
-            )
         return added
 
     def _measure(self, info, subject: Subject, step: int, lr: float | None) -> list[Record]:
