@@ -212,7 +212,7 @@ def test_a_model_file_that_parses_its_arguments_gets_its_defaults(tmp_path, monk
         "args = p.parse_args()\ndef make():\n    return nn.Linear(3, args.width)\n"
     )
     monkeypatch.setattr(sys, "argv", ["normscope", "audit", f"{path}:make", "--n", "8"])
-    model, _ = load_model(f"{path}:make")
+    model, _, _ = load_model(f"{path}:make")
     assert model.out_features == 5
     assert sys.argv == ["normscope", "audit", f"{path}:make", "--n", "8"]
 
