@@ -329,3 +329,212 @@ def test_tracker_measures_a_hugging_face_model_on_probe_batches_in_a_plain_loop(
     assert list(steps) == [0, 2] and all(math.isfinite(v) for v in values)
     assert list(tracker.series("loss")[1]) == [direct[0], direct[2]]
     assert direct[2] < direct[0]
+
+
+# ----------------------------------------------------------------- odd inputs, by kind
+def _mlp(d_in: int = 10, classes: int = 3) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(d_in, 8), nn.Tanh(), nn.Linear(8, classes))
+
+
+def test_two_tensors_in_a_list_are_ambiguous_and_a_tuple_is_a_pair():
+    x, y = torch.randn(4, 3), torch.randn(4, 3)
+    model = nn.Linear(3, 3)
+    with pytest.raises(DataError, match="list of two tensors"):
+        Subject(model, [x, y], loss="mse")
+    assert Subject(model, (x, y), loss="mse").labelled
+    unlabelled = Subject(model, [(x,), (y,)], loss="mse")
+    assert unlabelled.num_batches == 2 and not unlabelled.labelled
+    with pytest.raises(DataError, match="tuple of 3 tensors"):
+        Subject(model, (x, y, y), loss="mse")
+
+
+def test_targets_may_be_a_list_of_labels_and_batches_may_name_them_label():
+    x, y = classification_data(n=6, d_in=10)
+    want = float(Subject(_mlp(), (x, y)).loss())
+    assert float(Subject(_mlp(), (x, y.tolist())).loss()) == want
+    batches = [{"x": x[:3], "label": y[:3]}, {"x": x[3:], "label": y[3:]}]
+
+    class Keyword(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def forward(self, x):
+            return self.net(x)
+
+    assert float(Subject(Keyword(), batches).loss()) == pytest.approx(want)
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int16, torch.uint8])
+def test_integer_labels_of_any_width_give_the_int64_numbers(dtype):
+    x, y = classification_data(n=8, d_in=10)
+    want = measures.sharpness(Subject(_mlp(), (x, y))).value
+    assert measures.sharpness(Subject(_mlp(), (x, y.to(dtype)))).value == want
+
+
+def test_classes_in_dimension_1_follow_pytorch_and_an_ambiguous_shape_is_refused():
+    torch.manual_seed(0)
+    tagger = nn.Conv1d(4, 6, 3, padding=1)
+    x = torch.randn(5, 4, 7)
+    y = torch.randint(0, 6, (5, 7))
+    s = Subject(tagger, (x, y))  # (n, C=6, L=7) with labels (n, 7): classes in dim 1
+    assert float(s.loss()) == pytest.approx(float(F.cross_entropy(tagger(x), y)), rel=1e-6)
+    assert s.num_outputs == 6 and measures.loss(s).details["accuracy"] >= 0
+    square = torch.randn(5, 4, 6)
+    with pytest.raises(ShapeError, match="class_dim=1"):
+        Subject(tagger, (square, torch.randint(0, 6, (5, 6))))
+    s = Subject(tagger, (square, torch.randint(0, 6, (5, 6))), class_dim=1)
+    labels = s.first_batch().targets
+    want = F.cross_entropy(tagger(square), labels)
+    assert float(s.loss()) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_class_dim_1_fisher_equals_the_dense_ggn():
+    from normscope.curvature import FisherFactor, dense_ggn
+
+    torch.manual_seed(0)
+    tagger = nn.Conv1d(3, 4, 3, padding=1).double()
+    x = torch.randn(3, 3, 5, dtype=torch.float64)
+    y = torch.randint(0, 4, (3, 5))
+    y[0, 0] = -100
+    s = Subject(tagger, (x, y))
+    factor = FisherFactor(s, "ggn")
+    a = factor.transpose_apply(torch.eye(factor.num_rows, dtype=torch.float64))
+    assert torch.allclose(a.T @ a, dense_ggn(s), atol=1e-12)
+
+
+def test_a_detached_output_is_refused_not_measured_as_zero():
+    class Detached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def forward(self, x):
+            return self.net(x).detach()
+
+    x, y = classification_data(n=8, d_in=10)
+    with pytest.raises(ConfigError, match="does not depend on the measured parameters"):
+        Subject(Detached(), (x, y))
+    with pytest.raises(ConfigError, match="does not depend"):
+        Subject(_mlp(), (x, y), output_fn=lambda out: out.detach())
+
+
+def test_a_module_registered_twice_is_measured_and_left_as_it_was():
+    from normscope.testing import changes, model_state
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = self.a
+            self.out = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+    torch.manual_seed(0)
+    model = Shared().double()
+    x, y = classification_data(n=8, d_in=4, dtype=torch.float64)
+    before = model_state(model)
+    s = Subject(model, (x, y))
+    op = Hessian(s)
+    for v in _unit_directions(s.num_params, 2):
+        assert torch.allclose(op.matvec(v), hessian_vector_fd(s, v), atol=1e-8)
+    assert changes(before, model) == []
+    assert isinstance(model.a.weight, nn.Parameter) and model.b.weight is model.a.weight
+
+
+def test_meta_device_models_and_empty_selections_are_refused():
+    x, y = classification_data(n=8, d_in=10)
+    with pytest.raises(ModelError, match="meta device"):
+        Subject(_mlp().to("meta"), (x, y))
+    with pytest.raises(ConfigError, match="params is empty"):
+        Subject(_mlp(), (x, y), params=[])
+
+
+def test_every_batch_layout_is_checked_against_the_model_when_the_subject_is_built():
+    x, y = classification_data(n=16, d_in=10)
+    with pytest.raises(ShapeError, match="batch 1"):
+        Subject(_mlp(), [(x[:8], y[:8]), (x[8:, :5], y[8:])])
+    with pytest.raises(ShapeError, match="labels"):
+        Subject(_mlp(), [(x[:8], y[:8]), (x[8:], y[8:, None])])
+    with pytest.raises(ShapeError, match="integer inputs"):
+        Subject(_mlp(), [(x[:8], y[:8]), (x[8:].long(), y[8:])])
+
+
+def test_user_callables_that_fail_are_config_errors():
+    x, y = classification_data(n=8, d_in=10)
+    with pytest.raises(ConfigError, match="ZeroDivisionError"):
+        Subject(_mlp(), (x, y), loss=lambda o, t: 1 / 0)
+    with pytest.raises(ConfigError, match="loss_fn\\(output, target\\)"):
+        Subject(_mlp(), (x, y), loss=lambda o: o.sum())
+    with pytest.raises(ConfigError, match="output_fn raised IndexError"):
+        Subject(_mlp(), (x, y), output_fn=lambda out: out["logits"])
+    with pytest.raises(ConfigError, match="batch_size"):
+        Subject(_mlp(), (x, y), batch_size=1.5)
+
+
+def test_failures_are_explained_by_their_cause_not_by_shapes():
+    x, y = classification_data(n=8, d_in=10)
+    bn = nn.Sequential(nn.Linear(10, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    with pytest.raises(ConfigError, match=r"one sample.*bn_mode='eval'"):
+        Subject(bn, (x[:1], y[:1]))
+    with pytest.raises(ShapeError, match="integer inputs"):
+        Subject(_mlp(), (x.long(), y))
+
+    class ReturnsLoss(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def forward(self, x):
+            out = self.net(x)
+            return out.pow(2).mean(), out
+
+    with pytest.raises(ShapeError, match="scalar"):
+        Subject(ReturnsLoss(), (x, y))
+
+
+def test_buffers_a_forward_pass_writes_are_restored():
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+            self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+        def forward(self, x):
+            self.calls += 1
+            return self.net(x)
+
+    model = Counting()
+    x, y = classification_data(n=8, d_in=10)
+    s = Subject(model, (x, y))
+    measures.sharpness(s)
+    assert int(model.calls) == 0
+
+
+def test_bfloat16_loss_differences_below_rounding_are_noted():
+    x, y = classification_data(n=16, d_in=10)
+    m = measures.adaptive_sharpness(Subject(_mlp().bfloat16(), (x, y)), rho=1e-3)
+    assert any("rounding of the loss in bfloat16" in n for n in m.notes)
+    full = measures.adaptive_sharpness(Subject(_mlp().double(), (x.double(), y)), rho=0.05)
+    assert not any("rounding of the loss" in n for n in full.notes)
+
+
+def test_lipschitz_at_the_first_called_embedding():
+    class TwoEmbeddings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Embedding(10, 4)
+            self.tokens = nn.Embedding(10, 4)
+            self.head = nn.Linear(4, 3)
+
+        def forward(self, ids):
+            return self.head(self.tokens(ids).mean(dim=1))
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 10, (6, 5))
+    s = Subject(TwoEmbeddings(), (ids, torch.arange(6) % 3), params="head.*")
+    m = measures.input_lipschitz(s)
+    assert m.details["wrt"] == "output of module 'tokens'"

@@ -76,11 +76,16 @@ class OutputFactor:
 
 @dataclass(frozen=True)
 class TermView:
-    """Where the counted terms sit: rows ``index`` of the outputs seen as ``(R, width)``."""
+    """Where the counted terms sit: rows ``index`` of the outputs seen as ``(R, width)``.
+
+    ``class_dim`` 1 means the outputs hold the term's values in dimension 1 (PyTorch's
+    ``(n, C, d1, ...)``); they are moved last before the rows are formed.
+    """
 
     out_shape: tuple[int, ...]
     width: int
     index: Tensor
+    class_dim: int = -1
 
     @property
     def num_terms(self) -> int:
@@ -88,14 +93,19 @@ class TermView:
 
     def gather(self, t: Tensor) -> Tensor:
         """``(k, *out_shape)`` -> the counted terms ``(k, c, width)``."""
+        if self.class_dim == 1:
+            t = t.movedim(2, -1)
         return t.reshape(t.shape[0], -1, self.width).index_select(1, self.index)
 
     def scatter(self, terms: Tensor) -> Tensor:
         """``(k, c, width)`` -> ``(k, *out_shape)``, zero at uncounted terms."""
         k = terms.shape[0]
         rows = math.prod(self.out_shape) // self.width
-        full = terms.new_zeros(k, rows, self.width)
-        return full.index_copy(1, self.index, terms).reshape(k, *self.out_shape)
+        full = terms.new_zeros(k, rows, self.width).index_copy(1, self.index, terms)
+        if self.class_dim != 1:
+            return full.reshape(k, *self.out_shape)
+        n, classes, *rest = self.out_shape
+        return full.reshape(k, n, *rest, classes).movedim(-1, 2)
 
 
 class TermFactor(OutputFactor):
@@ -158,6 +168,14 @@ class Loss:
         """The counted terms of a batch with targets ``y``."""
         return int(y.shape[0])
 
+    def num_outputs(self, out: Tensor, y: Tensor | None = None) -> int:
+        """Outputs per loss term: the size of the class dimension (the last one here)."""
+        return out.shape[-1] if out.ndim > 1 else 1
+
+    def classes_last(self, out: Tensor, y: Tensor | None = None) -> Tensor:
+        """``out`` with the class dimension last (as it is, here)."""
+        return out
+
     def value(self, out: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -205,20 +223,54 @@ class Loss:
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy over the last output dimension, with ``ignore_index``."""
+    """Softmax cross-entropy over the class dimension, with ``ignore_index``.
+
+    ``class_dim``: ``-1`` (classes last: ``(n, C)`` or a language model's ``(n, T, C)``),
+    ``1`` (PyTorch's convention ``(n, C, d1, ...)``: segmentation, per-position taggers),
+    or ``None`` to take it from the labels' shape, refusing the outputs where both fit.
+    """
 
     name = "cross_entropy"
 
-    def __init__(self, ignore_index: int = DEFAULT_IGNORE_INDEX) -> None:
+    def __init__(
+        self, ignore_index: int = DEFAULT_IGNORE_INDEX, class_dim: int | None = None
+    ) -> None:
+        if class_dim not in (None, -1, 1):
+            raise ConfigError(
+                f"class_dim must be -1 (classes last), 1 (classes in dimension 1, PyTorch's "
+                f"convention) or None (from the labels' shape), got {class_dim!r}."
+            )
         self.ignore_index = ignore_index
+        self.class_dim = class_dim
+
+    def _class_dim(self, out: Tensor, y: Tensor | None) -> int:
+        if self.class_dim is not None or out.ndim < 3:
+            return -1 if self.class_dim is None else self.class_dim
+        last = y is None or _shape(y) == _shape(out)[:-1]
+        first = y is not None and _shape(y) == _shape(out)[:1] + _shape(out)[2:]
+        if last and first:
+            raise ShapeError(
+                f"outputs {_shape(out)} with labels {_shape(y)} fit classes in the last "
+                "dimension and in dimension 1: say which with class_dim=-1 (language models) "
+                "or class_dim=1 (PyTorch's (n, C, d1, ...), e.g. segmentation)."
+            )
+        return 1 if first else -1
+
+    def classes_last(self, out: Tensor, y: Tensor | None = None) -> Tensor:
+        return out.movedim(1, -1) if self._class_dim(out, y) == 1 else out
+
+    def num_outputs(self, out: Tensor, y: Tensor | None = None) -> int:
+        return self.classes_last(out, y).shape[-1] if out.ndim > 1 else 1
 
     def check(self, out: Tensor, y: Tensor) -> None:
-        self.check_targets(y, out.shape[-1] if out.ndim else 0)
-        if out.ndim < 2 or _shape(y) != _shape(out)[:-1]:
+        moved = self.classes_last(out, y) if out.ndim > 1 else out
+        self.check_targets(y, moved.shape[-1] if out.ndim else 0)
+        if out.ndim < 2 or _shape(y) != _shape(moved)[:-1]:
             raise ShapeError(
-                f"loss 'cross_entropy' takes classes on the last output dimension, so labels "
-                f"of shape {_shape(out)[:-1]} for outputs {_shape(out)}; got labels "
-                f"{_shape(y)}. Outputs (n, C) take labels (n,), outputs (n, T, C) take (n, T)."
+                f"loss 'cross_entropy' takes one label per row of classes: outputs (n, C) "
+                f"take labels (n,), (n, T, C) take (n, T) and, with class_dim=1, "
+                f"(n, C, d1, ...) take (n, d1, ...); got outputs {_shape(out)} and labels "
+                f"{_shape(y)}."
             )
 
     def check_targets(self, y: Tensor, num_outputs: int) -> None:
@@ -240,14 +292,15 @@ class CrossEntropy(Loss):
         return int((y != self.ignore_index).sum())
 
     def value(self, out: Tensor, y: Tensor) -> Tensor:
-        classes = out.shape[-1]
+        moved = self.classes_last(out, y)
         return F.cross_entropy(
-            out.reshape(-1, classes), y.reshape(-1), ignore_index=self.ignore_index
+            moved.reshape(-1, moved.shape[-1]), y.reshape(-1), ignore_index=self.ignore_index
         )
 
     def terms(self, out: Tensor, y: Tensor) -> TermView:
         index = torch.nonzero(y.reshape(-1) != self.ignore_index).reshape(-1)
-        return TermView(_shape(out), out.shape[-1], index.to(out.device))
+        dim = self._class_dim(out, y)
+        return TermView(_shape(out), out.shape[dim], index.to(out.device), dim)
 
     def _probabilities(self, out: Tensor, view: TermView) -> Tensor:
         return torch.softmax(view.gather(out.unsqueeze(0))[0], dim=-1)
@@ -255,7 +308,7 @@ class CrossEntropy(Loss):
     def _term_gradients(self, out: Tensor, y: Tensor, view: TermView) -> Tensor:
         p = self._probabilities(out, view)
         labels = y.reshape(-1).index_select(0, view.index)
-        return p - F.one_hot(labels, out.shape[-1]).to(p)
+        return p - F.one_hot(labels, view.width).to(p)
 
     def _hessian_factor(self, out: Tensor, y: Tensor, view: TermView, scale: float):
         p = self._probabilities(out, view)
@@ -330,7 +383,16 @@ class CallableLoss(Loss):
         self.name = f"callable:{label}"
 
     def value(self, out: Tensor, y: Tensor) -> Tensor:
-        result = self.fn(out, y)
+        try:
+            result = self.fn(out, y)
+        except RuntimeError:
+            # torch's own errors pass through: vmap and autograd fall back on them
+            raise
+        except Exception as err:  # a user's function failing is a user error
+            raise ConfigError(
+                f"loss {self.name} raised {type(err).__name__}: {err}. A loss callable is "
+                "called as loss_fn(output, target) and returns the batch's mean loss."
+            ) from err
         if not isinstance(result, Tensor) or result.numel() != 1:
             got = (
                 f"a tensor of shape {_shape(result)}"
@@ -345,8 +407,15 @@ class CallableLoss(Loss):
 
     def check(self, out: Tensor, y: Tensor) -> None:
         probe = out.detach().requires_grad_(True)
-        with torch.enable_grad():
-            result = self.value(probe, y)
+        try:
+            with torch.enable_grad():
+                result = self.value(probe, y)
+        except RuntimeError as err:
+            raise ConfigError(
+                f"loss {self.name} raised {type(err).__name__} on the first batch: {err}. A "
+                "loss callable is called as loss_fn(output, target) and returns the batch's "
+                "mean loss."
+            ) from err
         if not result.requires_grad:
             raise ConfigError(
                 f"loss {self.name}'s value does not depend on the model's output (it detached "
@@ -400,13 +469,14 @@ def resolve_loss(
     loss: str | Callable[[Tensor, Tensor], Tensor] | Loss,
     *,
     ignore_index: int = DEFAULT_IGNORE_INDEX,
+    class_dim: int | None = None,
 ) -> Loss:
     """A :class:`Loss` from a name, a callable ``loss_fn(output, target)``, or a Loss."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
         if loss == "cross_entropy":
-            return CrossEntropy(ignore_index)
+            return CrossEntropy(ignore_index, class_dim)
         if loss == "mse":
             return MeanSquaredError()
         raise unknown_name("loss", loss, NAMES)

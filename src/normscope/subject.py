@@ -54,7 +54,14 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from normscope.data import batches as batch_io
 from normscope.data.batches import Inputs
 from normscope.data.dataset import Dataset
-from normscope.errors import ConfigError, DataError, ModelError, ShapeError, unknown_name
+from normscope.errors import (
+    ConfigError,
+    DataError,
+    ModelError,
+    NormscopeError,
+    ShapeError,
+    unknown_name,
+)
 from normscope.losses import DEFAULT_IGNORE_INDEX, CrossEntropy, Loss, resolve_loss
 
 BN_MODES = ("train", "eval")
@@ -216,6 +223,9 @@ class Subject:
         output_fn: turns the model's raw output into the tensor to measure, for outputs
             normscope cannot read by itself.
         max_batches: read only the first batches of the data.
+        class_dim: where cross-entropy finds the classes: ``-1`` (last; language models),
+            ``1`` (PyTorch's convention: ``(n, C, d1, ...)``, segmentation), or ``None``
+            to read it from the labels' shape (an error when both fit).
 
     Raises:
         ModelError: not a module, no trainable parameters, non-finite or mixed-dtype
@@ -246,6 +256,7 @@ class Subject:
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         output_fn: Callable[[Any], torch.Tensor] | None = None,
         max_batches: int | None = None,
+        class_dim: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -254,27 +265,31 @@ class Subject:
         if output_fn is not None and not callable(output_fn):
             raise ConfigError(f"output_fn must be callable, got {type(output_fn).__name__}.")
         self.model = model
-        self.loss_fn = resolve_loss(loss, ignore_index=ignore_index)
+        self.loss_fn = resolve_loss(loss, ignore_index=ignore_index, class_dim=class_dim)
         self.loss_name = self.loss_fn.name
         self.bn_mode: BnMode = bn_mode
         self.output_fn = output_fn
         self.layout = self._select_params(params)
         self.params_selection = params
+        self._aliases = _parameter_aliases(model, self.layout.names)
         self.dtype = self._model_dtype()
         self.work_dtype = torch.float32 if self.dtype in HALF_DTYPES else self.dtype
-        self.device = next(iter(model.parameters())).device
+        self.device = self._model_device()
         self.data = data if isinstance(data, Dataset) else None
         self.source = batch_io.batch_source(data, batch_size=batch_size, max_batches=max_batches)
         self.batch_size = batch_size
         self._mode_depth = 0
         self._check_finite_parameters()
-        first = self._first_raw_batch()
-        self.labelled = first.targets is not None
-        self.output_shape = self._check_output(first)
-        self._scan = self._scan_data()
-        self.num_terms = sum(self._scan.counts)
-        self.samples_coupled = self._detect_coupling(first)
-        self._check_single_sample_batches()
+        with preserved_buffers(model):
+            first = self._first_raw_batch()
+            self.labelled = first.targets is not None
+            # structural coupling first: a one-sample batch's failure is explained by it
+            self.samples_coupled = self._structural_coupling()
+            self.output_shape, self.num_outputs = self._check_output(first, grad=True)
+            self._scan = self._scan_data(first)
+            self.num_terms = sum(self._scan.counts)
+            self.samples_coupled = self.samples_coupled or self._forward_coupling(first)
+            self._check_single_sample_batches()
         self._scale_invariant: list[ParamGroup] | None = None
 
     # ------------------------------------------------------------------ validation
@@ -290,6 +305,11 @@ class Subject:
             chosen = list(trainable)
         else:
             patterns = [params] if isinstance(params, str) else list(params)
+            if not patterns:
+                raise ConfigError(
+                    "params is empty: give parameter names or glob patterns, or None for "
+                    "every trainable parameter."
+                )
             chosen = [n for n in trainable if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
             for p in patterns:
                 if any(fnmatch.fnmatchcase(n, p) for n in trainable):
@@ -317,6 +337,15 @@ class Subject:
             )
         return dtypes.pop()
 
+    def _model_device(self) -> torch.device:
+        device = self.model.get_parameter(self.layout.names[0]).device
+        if device.type == "meta":
+            raise ModelError(
+                "the model's parameters are on the meta device and hold no values: "
+                "materialize them first (model.to_empty(device='cpu') and load a state dict)."
+            )
+        return device
+
     def _check_finite_parameters(self) -> None:
         bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
         if bad:
@@ -330,23 +359,32 @@ class Subject:
             return raw
         raise DataError("the data holds no batch: give at least one sample.")
 
-    def _check_output(self, raw: batch_io.RawBatch) -> tuple[int, ...]:
-        """Run the first batch once: the output must be usable and fit the targets."""
+    def _check_output(
+        self, raw: batch_io.RawBatch, *, grad: bool = False, index: int = 0
+    ) -> tuple[tuple[int, ...], int]:
+        """Run one batch: the output must be usable, depend on the parameters (``grad``:
+        checked on the first batch) and fit the targets. Returns the per-sample output
+        shape and the number of outputs (classes) per loss term."""
         inputs = batch_io.move(raw.inputs, self.device, self.dtype)
+        theta = self.theta.requires_grad_(grad)
         try:
-            with torch.no_grad():
-                out = self.output(self.theta, inputs)
-        except ShapeError:
+            with torch.set_grad_enabled(grad):
+                raw_out = self._raw_output(theta, inputs)
+        except NormscopeError:
             raise
-        except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
+        except (RuntimeError, ValueError, TypeError, IndexError, KeyError, AttributeError) as err:
+            raise self._forward_error(raw, index, err) from err
+        out = self._extract(raw_out)
+        where = "" if index == 0 else f" (batch {index})"
+        if out.ndim == 0:
             raise ShapeError(
-                f"the model cannot take {_inputs_phrase(raw.inputs)} from data "
-                f"{self.source.describe()!r}: {type(err).__name__}: {err}. "
-                f"{self._input_hint(raw.inputs)}"
-            ) from err
-        if out.ndim == 0 or out.shape[0] != raw.size:
+                f"the model's output{where} is a scalar, shape (): a loss computed from labels "
+                "passed among the inputs? Give the labels as targets, not inputs, or pick the "
+                "logits with output_fn."
+            )
+        if out.shape[0] != raw.size:
             raise ShapeError(
-                f"the model returned shape {tuple(out.shape)} for a batch of {raw.size} "
+                f"the model returned shape {tuple(out.shape)}{where} for a batch of {raw.size} "
                 "samples; outputs need the samples in dimension 0 (use output_fn to reshape)."
             )
         if not out.is_floating_point():
@@ -354,23 +392,62 @@ class Subject:
                 f"the model's output has dtype {out.dtype}; measures differentiate a "
                 "floating-point output (use output_fn to pick it)."
             )
-        self._check_num_classes(out)
-        if raw.targets is not None:
-            self.loss_fn.check(out, self._targets_on_device(raw.targets))
-        return tuple(out.shape[1:])
+        if grad and not out.requires_grad:
+            raise ConfigError(
+                "the model's output does not depend on the measured parameters: the model "
+                "(or output_fn) detached it (.detach(), torch.no_grad(), .item(), NumPy), so "
+                "every derivative would be 0. Return the output of torch operations on the "
+                "parameters."
+            )
+        out = out.detach()
+        y = None if raw.targets is None else self._targets_on_device(raw.targets)
+        classes = self._check_num_classes(out, y)
+        if y is not None:
+            self.loss_fn.check(out, y)
+        return tuple(out.shape[1:]), classes
 
-    def _check_num_classes(self, out: torch.Tensor) -> None:
-        """A data set's explicit ``num_classes`` must match the model's output width."""
+    def _forward_error(self, raw: batch_io.RawBatch, index: int, err: Exception) -> Exception:
+        """The NormscopeError that explains why a batch's forward pass failed."""
+        text = str(err)
+        if raw.size == 1 and self.samples_coupled and "value per channel" in text:
+            return self._one_sample_error(index, err)
+        ints = [n for n, t in batch_io.tensors(raw.inputs) if not t.is_floating_point()]
+        where = f"batch {index} of " if index else ""
+        if ints and any(w in text for w in ("dtype", "scalar type", "Long", "Int")):
+            return ShapeError(
+                f"the model cannot take integer inputs ({', '.join(ints)}) from {where}data "
+                f"{self.source.describe()!r}: {type(err).__name__}: {err}. Integer inputs "
+                "(token ids, masks) are never cast: give floating inputs (x.float()) if the "
+                "model takes numbers."
+            )
+        return ShapeError(
+            f"the model cannot take {_inputs_phrase(raw.inputs)} from {where}data "
+            f"{self.source.describe()!r}: {type(err).__name__}: {err}. "
+            f"{self._input_hint(raw.inputs)}"
+        )
+
+    def _one_sample_error(self, index: int, err: Exception) -> ConfigError:
+        return ConfigError(
+            f"batch {index} of {self.source.describe()} holds one sample, but the model "
+            f"normalizes with batch statistics ({err}). Fix: more samples per batch (a "
+            "batch_size that leaves no batch of one sample, drop_last=True in the "
+            "DataLoader), or bn_mode='eval'."
+        )
+
+    def _check_num_classes(self, out: torch.Tensor, y: torch.Tensor | None) -> int:
+        """Outputs per loss term (classes); an explicit ``num_classes`` must match them."""
+        classes = self.loss_fn.num_outputs(out, y)
         data = self.data
         if data is None or data.task != "classification" or data.num_classes is None:
-            return
-        if out.ndim >= 2 and out.shape[-1] != data.num_classes:
+            return classes
+        if out.ndim >= 2 and classes != data.num_classes:
             k = data.num_classes
             raise ShapeError(
                 f"the model outputs shape {tuple(out.shape)} but data set {data.name!r} has "
                 f"{k} classes, so loss {self.loss_name!r} needs (N, {k}): make the output "
                 f"layer produce {k} values."
             )
+        return classes
 
     def _input_hint(self, inputs: Inputs) -> str:
         floats = [t for _, t in batch_io.tensors(inputs) if t.is_floating_point()]
@@ -384,13 +461,24 @@ class Subject:
         return "Reshape the data or change the model's input layer."
 
     def _targets_on_device(self, targets: torch.Tensor) -> torch.Tensor:
-        dtype = self.dtype if targets.is_floating_point() else targets.dtype
+        # integer labels of any width become int64, the only index type every loss takes
+        integer = not targets.is_floating_point() and targets.dtype != torch.bool
+        dtype = (
+            self.dtype if targets.is_floating_point() else torch.long if integer else targets.dtype
+        )
         return targets.to(device=self.device, dtype=dtype)
 
-    def _scan_data(self) -> _Scan:
-        """One pass over the data: sizes, counted terms, labels and values checked."""
+    def _scan_data(self, first: batch_io.RawBatch) -> _Scan:
+        """One pass over the data: sizes, counted terms, labels and values checked; a
+        batch whose input or target layout (names, dtypes, shapes past the samples) is
+        new runs forward once, so a batch the model cannot take is found here."""
         sizes, counts, marks = [], [], []
+        seen = {_signature(first)}
         for index, raw in enumerate(self.source):
+            if _signature(raw) not in seen:
+                seen.add(_signature(raw))
+                with torch.no_grad():
+                    self._check_output(raw, index=index)
             if (raw.targets is not None) != self.labelled:
                 raise DataError(
                     f"batch {index} {'has' if raw.targets is not None else 'lacks'} targets "
@@ -427,10 +515,11 @@ class Subject:
                 "clean or drop them."
             )
 
-    def _detect_coupling(self, raw: batch_io.RawBatch) -> bool:
-        """Structural check first; then a forward pass that changes one sample's inputs."""
-        if any(uses_batch_statistics(m, self.bn_mode) for m in self.model.modules()):
-            return True
+    def _structural_coupling(self) -> bool:
+        return any(uses_batch_statistics(m, self.bn_mode) for m in self.model.modules())
+
+    def _forward_coupling(self, raw: batch_io.RawBatch) -> bool:
+        """Whether changing one sample's inputs moves another sample's output."""
         if raw.size < 2:
             return False
         n = min(raw.size, 8)
@@ -456,12 +545,7 @@ class Subject:
                 with torch.no_grad():
                     self.output(self.theta, inputs)
             except (RuntimeError, ValueError) as err:
-                raise ConfigError(
-                    f"batch {index} of {self.source.describe()} holds one sample, but the "
-                    f"model normalizes with batch statistics ({err}). Fix: a batch_size that "
-                    "leaves no batch of one sample, drop_last=True in the DataLoader, or "
-                    "bn_mode='eval'."
-                ) from err
+                raise self._one_sample_error(index, err) from err
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -475,11 +559,6 @@ class Subject:
     @property
     def num_batches(self) -> int:
         return len(self._scan.sizes)
-
-    @property
-    def num_outputs(self) -> int:
-        """The size of the output's last dimension (classes, for a classifier)."""
-        return self.output_shape[-1] if self.output_shape else 1
 
     @property
     def has_batch_norm(self) -> bool:
@@ -502,6 +581,8 @@ class Subject:
         }
         if isinstance(self.loss_fn, CrossEntropy):
             out["ignore_index"] = self.loss_fn.ignore_index
+            if self.loss_fn.class_dim is not None:
+                out["class_dim"] = self.loss_fn.class_dim
         if self.num_terms != self.num_samples:
             out["num_terms"] = self.num_terms
         if self.output_fn is not None:
@@ -565,13 +646,29 @@ class Subject:
 
     def output(self, theta: torch.Tensor, inputs: Inputs) -> torch.Tensor:
         """``f(theta; inputs)`` for one batch (batch statistics span all of it)."""
+        return self._extract(self._raw_output(theta, inputs))
+
+    def _raw_output(self, theta: torch.Tensor, inputs: Inputs) -> Any:
         args, kwargs = batch_io.call_arguments(inputs)
+        params = self.layout.unflatten(theta)
+        # every name a selected parameter has (a tied weight, a module registered twice)
+        # gets the same tensor; torch.func's own weight tying turns an aliased module's
+        # parameters into plain tensors for good, so it is off
+        params |= {alias: params[name] for alias, name in self._aliases.items()}
         with self.modes():
-            raw = functional_call(self.model, self.layout.unflatten(theta), args, kwargs)
-        return self._extract(raw)
+            return functional_call(self.model, params, args, kwargs, tie_weights=False)
 
     def _extract(self, raw: Any) -> torch.Tensor:
-        out = self.output_fn(raw) if self.output_fn is not None else extract_output(raw)
+        if self.output_fn is None:
+            out = extract_output(raw)
+        else:
+            try:
+                out = self.output_fn(raw)
+            except Exception as err:  # a user's function failing is a user error
+                raise ConfigError(
+                    f"output_fn raised {type(err).__name__}: {err} (the model returned "
+                    f"{_describe_output(raw)})."
+                ) from err
         if not isinstance(out, torch.Tensor):
             how = "output_fn returned" if self.output_fn is not None else "the model returned"
             raise ShapeError(
@@ -716,6 +813,48 @@ class Subject:
         if rtol is None:
             self._scale_invariant = found
         return found
+
+
+def _parameter_aliases(model: nn.Module, names: Sequence[str]) -> dict[str, str]:
+    """Other names of the selected parameters: ``{alias: selected name}``.
+
+    A parameter shared by two modules (tied embeddings) or reached through a module
+    registered under two names appears once in ``named_parameters()``; its other names
+    must receive the same tensor in a functional call.
+    """
+    chosen = {id(p): n for n, p in model.named_parameters() if n in set(names)}
+
+    def slot(name: str) -> tuple[int, str]:
+        owner, _, attr = name.rpartition(".")
+        return id(model.get_submodule(owner)), attr
+
+    # an alias that names the same slot (one module under two paths) is set with it
+    return {
+        n: chosen[id(p)]
+        for n, p in model.named_parameters(remove_duplicate=False)
+        if id(p) in chosen and slot(n) != slot(chosen[id(p)])
+    }
+
+
+def _signature(raw: batch_io.RawBatch) -> tuple:
+    """What must agree between batches: input names, dtypes and shapes past the samples."""
+    parts = [(n, t.dtype, tuple(t.shape[1:])) for n, t in batch_io.tensors(raw.inputs)]
+    y = raw.targets
+    return (*parts, None if y is None else (y.dtype, tuple(y.shape[1:])))
+
+
+@contextlib.contextmanager
+def preserved_buffers(model: nn.Module) -> Iterator[None]:
+    """Restore every buffer of ``model`` on exit: a module may write its buffers in its
+    forward pass (a step counter, a cache), and a measurement must leave them as found."""
+    saved = [(b, b.detach().clone()) for b in model.buffers() if b is not None]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for b, value in saved:
+                if not torch.equal(b, value):
+                    b.copy_(value)
 
 
 def _change_first_sample(inputs: Inputs) -> Inputs | None:

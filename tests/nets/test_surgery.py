@@ -260,3 +260,11 @@ def test_linear_layers_lists_linear_and_conv_in_registration_order():
         "blocks.1.conv2",
         "head",
     ]
+
+
+def test_group_norm_that_would_normalize_single_features_is_refused():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ConfigError, match="single values"):
+        nets.swap_norm(model, "group", groups=8)
+    swapped = nets.swap_norm(model, "group", groups=4)
+    assert isinstance(swapped[1], nn.GroupNorm) and swapped[1].num_groups == 4

@@ -207,6 +207,15 @@ def _model_notes(
 ) -> list[str]:
     kinds = {layer.kind for layer in nets.find_norm_layers(model)}
     notes = []
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    half = sorted(str(d).removeprefix("torch.") for d in dtypes & {torch.float16, torch.bfloat16})
+    if half:
+        notes.append(
+            f"the model is in {', '.join(half)}: every product carries that dtype's rounding "
+            "(about 8e-3 relative for bfloat16, 1e-3 for float16), and loss differences "
+            "(adaptive sharpness, landscapes) can be pure rounding; audit a float32 copy for "
+            "accurate values"
+        )
     if not kinds:
         notes.append(NO_NORM_NOTE)
     elif "batch" not in kinds and any(v.startswith("bn_to_") for v in requested):

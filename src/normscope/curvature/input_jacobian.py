@@ -57,11 +57,23 @@ def _replace(inputs: Inputs, key: str, z: torch.Tensor) -> Inputs:
     return tuple(z if str(i) == key else v for i, v in enumerate(inputs))
 
 
-def _first_embedding(model: nn.Module) -> str | None:
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Embedding):
-            return name
-    return None
+def _first_called_embedding(subject: Subject, inputs: Inputs) -> str | None:
+    """The ``nn.Embedding`` the forward pass calls first (a model may hold embeddings it
+    never calls itself, such as T5's shared one beside its encoder's)."""
+    called: list[str] = []
+    names = {id(m): n for n, m in subject.model.named_modules() if isinstance(m, nn.Embedding)}
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, _args: called.append(names[id(mod)]))
+        for m in subject.model.modules()
+        if id(m) in names
+    ]
+    try:
+        with torch.no_grad():
+            subject.output(subject.theta, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return called[0] if called else None
 
 
 def resolve_wrt(subject: Subject, inputs: Inputs, wrt: str) -> tuple[str, bool]:
@@ -72,12 +84,13 @@ def resolve_wrt(subject: Subject, inputs: Inputs, wrt: str) -> tuple[str, bool]:
         if len(floating) == 1:
             return floating[0], True
         if not floating:
-            embedding = _first_embedding(subject.model)
+            embedding = _first_called_embedding(subject, inputs)
             if embedding is not None:
                 return embedding, False
             raise ConfigError(
-                "the inputs are integers (token ids) and the model has no nn.Embedding: "
-                "name the module whose output to differentiate with wrt='<module name>'."
+                "the inputs are integers (token ids) and the forward pass calls no "
+                "nn.Embedding: name the module whose output to differentiate with "
+                "wrt='<module name>'."
             )
         raise ConfigError(
             f"the inputs hold several floating tensors ({', '.join(floating)}): choose one "
@@ -137,10 +150,16 @@ def _module_output(
             subject.output(theta, inputs)
     finally:
         handle.remove()
-    if len(seen) != 1 or not isinstance(seen[0], torch.Tensor):
+    if len(seen) != 1:
         raise ConfigError(
-            f"module {name!r} ran {len(seen)} times or returned no tensor in one forward pass: "
-            "the Lipschitz constant needs a module that runs once and returns one tensor."
+            f"module {name!r} ran {len(seen)} times in one forward pass: the Lipschitz "
+            "constant is taken at the output of a module that runs once; name another with "
+            "wrt=."
+        )
+    if not isinstance(seen[0], torch.Tensor):
+        raise ConfigError(
+            f"module {name!r} returned a {type(seen[0]).__name__}, not a tensor: name a "
+            "module that returns one tensor with wrt=."
         )
     if not seen[0].is_floating_point() or seen[0].shape[0] != batch_io.num_samples(inputs):
         raise ConfigError(

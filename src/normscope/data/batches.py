@@ -13,8 +13,11 @@ dimension, so a batch is sliced by slicing every tensor along it.
   and ``targets`` a tensor (or ``None`` for unlabelled data): one batch, or consecutive
   mini-batches of ``batch_size`` samples;
 - a ``torch.utils.data.DataLoader`` or any re-iterable of batches (a list of
-  ``(inputs, targets)``, or of mappings holding the targets under ``labels``, Hugging Face
-  style): read one batch at a time, never concatenated.
+  ``(inputs, targets)``, or of mappings holding the targets under ``labels`` or ``label``,
+  Hugging Face style): read one batch at a time, never concatenated.
+
+A tuple of two is a pair ``(inputs, targets)``; a list of two tensors is ambiguous (a
+pair, or two unlabelled batches) and refused: give a tuple, or batches as ``(x,)``.
 
 Every pass must see the same batches in the same order (a measurement takes many passes);
 a shuffling DataLoader is refused, and :meth:`BatchSource.check_pass` compares each pass
@@ -39,7 +42,8 @@ from normscope.errors import ConfigError, DataError
 Inputs = Tensor | tuple | Mapping
 """One batch of model inputs: a tensor, a tuple of tensors, or a mapping of keyword arguments."""
 
-LABEL_KEY = "labels"
+LABEL_KEYS = ("labels", "label")
+"""Keys under which a mapping batch holds its targets (Hugging Face models and datasets)."""
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -218,7 +222,9 @@ class TensorBatches(BatchSource):
                 f"{tuple(targets.shape)}: give one target (row) per input."
             )
         if batch_size is not None and (
-            isinstance(batch_size, bool) or not 1 <= batch_size <= self.num_samples
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= self.num_samples
         ):
             raise ConfigError(
                 f"batch_size must lie in [1, {self.num_samples}] (the number of samples), "
@@ -283,9 +289,10 @@ def _refuse_shuffling(batches: Iterable) -> None:
 def _split_batch(item: Any, index: int) -> tuple[Inputs, Tensor | None]:
     """``(inputs, targets)`` of one batch from a loader: a pair, a mapping, or bare inputs."""
     if isinstance(item, Mapping):
-        if LABEL_KEY in item:
-            rest = {k: v for k, v in item.items() if k != LABEL_KEY}
-            return rest, _as_tensor(item[LABEL_KEY], f"batch {index}'s {LABEL_KEY!r}")
+        key = next((k for k in LABEL_KEYS if k in item), None)
+        if key is not None:
+            rest = {k: v for k, v in item.items() if k != key}
+            return rest, _as_tensor(item[key], f"batch {index}'s {key!r}")
         return item, None
     if isinstance(item, tuple | list):
         if len(item) == 2:
@@ -307,16 +314,42 @@ def _split_batch(item: Any, index: int) -> tuple[Inputs, Tensor | None]:
     )
 
 
+def _is_targets(value: Any) -> bool:
+    """Targets of a pair: a tensor, an array, None, or a flat list of numbers (labels)."""
+    if value is None or isinstance(value, Tensor) or hasattr(value, "__array__"):
+        return True
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and isinstance(value[0], int | float | bool)
+    )
+
+
 def _is_pair(data: Any) -> bool:
     """Whether ``data`` reads as one ``(inputs, targets)`` pair rather than a list of batches.
 
-    The targets of a pair are a tensor, an array or None; the second item of a list of
-    batches is itself a batch (a pair, a mapping).
+    A pair is a tuple (or list) of two whose second item is targets (module docstring); the
+    second item of a list of batches is itself a batch (a pair, a mapping). A *list* of
+    two tensors is ambiguous (a pair, or two unlabelled batches) and refused.
     """
     if not isinstance(data, tuple | list) or len(data) != 2:
         return False
-    targets = data[1]
-    return targets is None or isinstance(targets, Tensor) or hasattr(targets, "__array__")
+    if isinstance(data, list) and all(isinstance(t, Tensor) for t in data):
+        raise DataError(
+            "data is a list of two tensors, which reads either as (inputs, targets) or as two "
+            "unlabelled batches: pass a tuple (inputs, targets), or the batches as "
+            "[(x1,), (x2,)]."
+        )
+    return _is_targets(data[1])
+
+
+def _refuse_loose_tuple(data: Any) -> None:
+    """A tuple of three or more tensors is not a pair and not a list of batches."""
+    if isinstance(data, tuple) and len(data) > 2 and all(isinstance(t, Tensor) for t in data):
+        raise DataError(
+            f"data is a tuple of {len(data)} tensors; give (inputs, targets), with several "
+            "inputs as a tuple or mapping: ((x1, x2), targets)."
+        )
 
 
 def in_memory(data: Any) -> bool:
@@ -360,6 +393,7 @@ def batch_source(
             max_batches=max_batches,
             name="tensors",
         )
+    _refuse_loose_tuple(data)
     if isinstance(data, Iterable) and not isinstance(data, Tensor | str | bytes | Mapping):
         if batch_size is not None:
             raise ConfigError(

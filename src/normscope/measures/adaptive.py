@@ -90,7 +90,25 @@ def adaptive_sharpness(
         value, details = _worst_case(subject, theta, rho, steps, seed, meter)
     else:
         value, details = _average_case(subject, theta, rho, num_probes, seed, meter)
-    return Measurement("adaptive_sharpness", value, details, meter.cost())
+    notes = resolution_notes(subject, details["loss"], value)
+    return Measurement("adaptive_sharpness", value, details, meter.cost(), {}, notes)
+
+
+def resolution_notes(subject: Subject, loss: float, difference: float) -> list[str]:
+    """A note when a loss difference is within ten roundings of the loss itself.
+
+    Losses are evaluated in the model's dtype, whose rounding of ``L`` is about
+    ``eps |L|``; a difference of that size is rounding, not curvature (it is what a
+    ``bfloat16`` model gives for small radii).
+    """
+    resolution = torch.finfo(subject.dtype).eps * abs(loss)
+    if not abs(difference) <= 10 * resolution:
+        return []
+    return [
+        f"the value is within 10x the rounding of the loss in "
+        f"{str(subject.dtype).removeprefix('torch.')} ({resolution:.1e}): it is rounding, "
+        "not curvature; measure a float32 or float64 copy of the model, or a larger radius"
+    ]
 
 
 def _unit(v: torch.Tensor, seed: int) -> torch.Tensor:

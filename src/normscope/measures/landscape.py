@@ -15,7 +15,7 @@ import torch
 from normscope.curvature import Hessian
 from normscope.linalg import lanczos
 from normscope.measurement import CostMeter, Measurement
-from normscope.measures.adaptive import losses_at
+from normscope.measures.adaptive import losses_at, resolution_notes
 from normscope.measures.constraints import POSITIVE, SEED, Choice, Integer
 from normscope.measures.registry import register
 from normscope.subject import Subject
@@ -98,4 +98,7 @@ def landscape(
     base = float(losses_at(subject, theta[None], meter)[0])
     losses = losses.reshape(*([num_points] * dims)).detach().cpu().double().numpy()
     details = {"coords": coords.cpu().double().numpy(), "losses": losses, "loss": base} | extra
-    return Measurement("landscape", float(np.max(losses) - base), details, meter.cost())
+    value = float(np.max(losses) - base)
+    # 0 exactly: theta is the highest point of the grid, a result rather than rounding
+    notes = resolution_notes(subject, base, value) if value != 0 else []
+    return Measurement("landscape", value, details, meter.cost(), {}, notes)

@@ -39,10 +39,11 @@ def loss(subject: Subject) -> Measurement:
             out = subject.output(theta, b.inputs)
             meter.add("forward")
             total = total + b.weight * subject.loss_of(out, b.targets).to(total.dtype)
-            labels = labels and _are_labels(out, b.targets)
+            scores = subject.loss_fn.classes_last(out, b.targets)
+            labels = labels and _are_labels(scores, b.targets)
             if labels:
                 counted = _counted(subject, b.targets)
-                correct += float(((out.argmax(dim=-1) == b.targets) & counted).sum())
+                correct += float(((scores.argmax(dim=-1) == b.targets) & counted).sum())
                 counted_terms += int(counted.sum())
     details = {}
     if labels and counted_terms:

@@ -58,7 +58,7 @@ from normscope.errors import (
 )
 from normscope.measurement import Measurement
 from normscope.measures.constraints import Choice, Constraint, Optional
-from normscope.subject import Subject, is_batch_norm
+from normscope.subject import Subject, is_batch_norm, preserved_buffers
 
 MeasureFn = Callable[..., Measurement]
 
@@ -285,7 +285,7 @@ def _checked(name: str, fn: MeasureFn) -> MeasureFn:
         bound.apply_defaults()
         start = time.perf_counter()
         try:
-            with progress.task(name):
+            with progress.task(name), preserved_buffers(subject.model):
                 m = fn(subject, **options)
         except NonFiniteError as err:
             cost = {"seconds": time.perf_counter() - start}

@@ -233,6 +233,14 @@ def _replacement(
             "torch.nn.utils.parametrizations.weight_norm to the layers you want"
         )
     features, ndim, features_last = _layout(layer, rank)
+    if to == "group" and ndim in (None, 2) and features < 2 * groups:
+        # on (N, C) features a group holds C / groups values; one value normalizes to 0,
+        # and the layer would output its bias whatever its input
+        raise ConfigError(
+            f"layer {layer.name!r}: group norm with groups={groups} on {features} features "
+            "would normalize single values (every output would be the bias): choose "
+            f"groups <= {features // 2} or swap to another kind"
+        )
     eps = getattr(layer.module, "eps", None)
     return make_norm(
         to,
