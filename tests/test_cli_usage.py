@@ -81,7 +81,7 @@ CASES = [
     ("measure", "unknown loss", ["measure", "loss", "--loss", "mes"], ["Did you mean 'mse'"]),
     ("measure", "bad network field", ["measure", "loss", "--depth", "0"], ["depth"]),
     # check, report, export
-    ("check", "unknown option", ["check", "--db", STORE], ["No such option: --db"]),
+    ("check", "unknown option", ["check", STORE, "--bogus"], ["No such option: --bogus"]),
     ("check", "no such store", ["check", STORE], ["does not exist"]),
     ("check", "extra argument", ["check", STORE, "more"], ["unexpected extra argument"]),
     ("report", "no such store", ["report", STORE], ["does not exist"]),

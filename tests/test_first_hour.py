@@ -43,7 +43,9 @@ def _run(command: str, shown: list[str], folder: Path) -> None:
     expected = 2 if any(line.startswith("error:") for line in shown) else 0
     assert done.returncode == expected, f"{command}\n{output}"
     assert "Traceback" not in output, output
-    assert not wider_than(done.stdout) and not wider_than(done.stderr), output
+    # an error is one line, however long (the terminal wraps it, normscope does not)
+    too_wide = [line for line in wider_than(done.stderr) if not line.startswith("error:")]
+    assert not wider_than(done.stdout) and not too_wide, output
     for line in shown:
         assert _shown_in(line, output), f"{command}: {line!r} not in\n{output}"
 

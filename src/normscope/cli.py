@@ -373,7 +373,8 @@ def _print_claims(title: str, claims: list) -> None:
     console.print(f"[bold]{escape(title)}[/bold]")
     for r in claims:
         verdict, source, measured, expected, points, r2, message = _claim_cells(r)
-        console.print(f"{verdict} [bold]{escape(r.name)}[/bold] ({source})")
+        named = f"{verdict} [bold]{escape(r.name)}[/bold]"
+        console.print(f"{named} ({source})" if source else named)
         numbers = f"measured {measured or '—'}, expected {expected}, {points} points"
         for line in (numbers + (f", R² {r2}" if r2 else ""), message):
             if line:
