@@ -1,4 +1,4 @@
-"""Extreme eigenpairs of a symmetric operator by (block) Lanczos with full reorthogonalization.
+"""Extreme eigenpairs of a symmetric operator by (block) Lanczos with selective orthogonalization.
 
 Lanczos (Lanczos 1950; block form Golub and Underwood 1977; see Parlett, *The Symmetric
 Eigenvalue Problem*, 1998, ch. 13) builds an orthonormal basis ``Q_m`` of the Krylov space
@@ -22,17 +22,37 @@ eigenvalue with error ~ ``(lambda_2/lambda_1)^{2m}``, Lanczos with error ~
 ``exp(-4 m sqrt(gap ratio))`` (Kaniel-Paige-Saad bounds), it finds the top-k, the bottom-k,
 or both ends from the same products, and it reports a residual certificate.
 
-Full reorthogonalization (two classical Gram-Schmidt passes against the stored basis, as
-matrix products) costs memory ``m * dim`` but keeps the basis orthogonal to working
-precision, so no spurious copies ("ghosts") of converged eigenvalues appear. When the
-Krylov space becomes invariant (``beta ~ 0``; e.g. a rank-2 operator, or a start built
-from exact eigenvectors) a random vector orthogonal to the basis continues the iteration;
-once the basis spans the whole space the decomposition is exact and the run stops.
+Orthogonality. In floating point the recurrence loses orthogonality, and Paige (1971)
+showed exactly where: the new vector leans on a Ritz vector ``y_i`` by about
+``eps ||A|| / residual_i``, so only along Ritz vectors that have converged. Selective
+orthogonalization (Parlett and Scott 1979) therefore orthogonalizes each new vector
+against the *good* Ritz vectors alone, those with ``residual_i <= sqrt(eps) ||A||``; they
+are formed from the basis when one appears (one pass over the basis) and kept. This
+keeps the basis semi-orthogonal (``|q_i^T q_j| <~ sqrt(eps)``), which suffices for
+``T_m`` to be the projection of ``A`` to working accuracy (Simon 1984), so no spurious
+copies ("ghosts") of converged eigenvalues appear, while each step costs a few vector
+operations instead of two passes over the whole stored basis. A second local
+Gram-Schmidt pass against the last two vectors folds the rounding of ``alpha`` back into
+``T``, so ``T`` is accumulated to float64 accuracy from float32 dot products. Blocks of
+several vectors (``block_size > 1``) are orthogonalized fully, by two classical
+Gram-Schmidt passes against the stored basis. When the Krylov space becomes invariant
+(``beta ~ 0``; e.g. a rank-2 operator, or a start built from exact eigenvectors) a random
+vector orthogonal to the basis continues the iteration; once the basis spans the whole
+space the decomposition is exact and the run stops.
 
-Precision: the projected matrix and all coefficients that enter it are accumulated in
-float64, whatever the dtype of the vectors. In float32 the basis stays orthogonal only
-to about ``sqrt(dim) * eps``, which bounds the relative eigenvalue accuracy (measured
-~2e-6 at dim 1e6); use float64 when verifying to tighter tolerances.
+Warm starts (thick restart). ``v0`` rows (e.g. the previous call's Ritz vectors while
+training, where the operator drifts between calls) first get a Rayleigh-Ritz step: their
+span ``V`` is multiplied once (one product per row), the wanted Ritz vectors of
+``V^T A V`` are taken, and Lanczos starts from their sum with its image already known.
+Unlike summing the rows blindly, this follows eigenvectors that rotate inside a cluster
+of close eigenvalues or swap order between calls, as thick-restart Lanczos (Wu and Simon
+2000) does with the Ritz vectors it keeps; giving the vectors of the last two calls makes
+the Rayleigh-Ritz step extrapolate the drift as well.
+
+Precision: the projected matrix and every coefficient that enters it are accumulated in
+float64, whatever the dtype of the vectors. In float32 the eigenvalues are accurate to
+about ``eps ||A||`` (~1e-7 relative for the top of a Hessian); use float64 when verifying
+to tighter tolerances.
 
 Multiplicity: a Krylov space grown from ``b`` start vectors holds at most ``b`` vectors of
 any eigenspace, so an eigenvalue of multiplicity ``m`` is returned at most
@@ -87,8 +107,9 @@ class LanczosResult:
     ``eigenvalues (k,)``, ``eigenvectors (k, dim)`` (unit rows), ``residuals (k,)`` (the
     recurrence estimate of ``||A v - lambda v||`` per pair) in the operator's dtype and
     device; ``converged`` is True when every pair meets the tolerance; ``iterations`` is
-    the number of Lanczos (block) steps, ``num_matvecs`` the products used, ``restarts``
-    the random vectors added after the Krylov space became invariant.
+    the number of Lanczos (block) steps, ``num_matvecs`` the products used (warm-start
+    rows included), ``restarts`` the random vectors added after the Krylov space became
+    invariant.
     """
 
     eigenvalues: Tensor
@@ -131,11 +152,13 @@ def lanczos(
             ``block_size``), at most the dimension: enough for well separated extreme
             eigenvalues, while the stored basis costs ``max_iter * block_size * dim`` numbers.
         block_size: start vectors per block (see Multiplicity in the module docstring).
-        v0: warm start ``(dim,)`` or ``(j, dim)``, e.g. eigenvectors from a previous call on
-            a nearby operator. Rows are normalized and summed round-robin into the
-            ``block_size`` start vectors (rows ``i, i+b, i+2b, ...`` form start ``i``);
-            missing start vectors are random. A start orthogonal to a wanted eigenvector can
-            never find it, which in practice never happens with warm starts.
+        v0: warm start ``(dim,)`` or ``(j, dim)``, e.g. eigenvectors from previous calls on
+            a nearby operator. The span of the rows gets one Rayleigh-Ritz step (``j``
+            products, one ``matmat`` call when given); the wanted Ritz vectors ``i, i+b,
+            i+2b, ...`` are summed into start vector ``i`` of the ``b = block_size``, and
+            missing start vectors are random. Rows that are zero or linearly dependent on
+            earlier rows are dropped. A start orthogonal to a wanted eigenvector can never
+            find it, which in practice never happens with warm starts.
         matmat: optional ``V (b, dim) -> A V``, used instead of ``matvec`` on every block.
         seed: int or ``torch.Generator`` for the random start and restarts.
         dtype, device: of the vectors (default: from an example tensor, else torch's default
@@ -161,53 +184,102 @@ def lanczos(
         )
     gen = make_generator(seed)
     op = CountedOperator(matvec, matmat, space)
-    start = _start_block(v0, block_size, space, gen)
-    return _iterate(op, start, k, which, tol, max_iter, gen)
+    rows = None if v0 is None else _warm_rows(v0, space)
+    max_rows = min(space.dim, max_iter * block_size)
+    state = _State(Basis(space, max_rows), torch.zeros((max_rows, max_rows), dtype=torch.float64))
+    if rows is None or rows.shape[0] == 0:
+        start, image = _random_start(block_size, state, gen), None
+    else:
+        start, image = _ritz_start(op, rows, k, which, block_size, state, gen)
+    return _iterate(op, start, image, k, which, tol, max_iter, gen, state)
 
 
-def _start_block(v0: Tensor | None, b: int, space: Space, gen: torch.Generator) -> Tensor:
-    start = gaussian(space, b, gen)
-    if v0 is None:
-        return start
+def _warm_rows(v0: Tensor, space: Space) -> Tensor:
+    """Orthonormal rows spanning the nonzero, independent rows of ``v0``."""
     rows = v0.detach().to(dtype=space.dtype, device=space.device).reshape(-1, v0.shape[-1])
     if rows.shape[-1] != space.dim:
         raise ConfigError(
             f"v0 must have shape (dim,) or (j, dim) with dim={space.dim}; got {tuple(v0.shape)}."
         )
-    norms = rows.norm(dim=1, keepdim=True)
-    rows = torch.where(norms > 0, rows / norms.clamp_min(torch.finfo(space.dtype).tiny), rows)
-    for i in range(min(b, rows.shape[0])):
-        start[i] = rows[i::b].sum(dim=0)
+    norms = rows.norm(dim=1)
+    rows = rows[norms > 0] / norms[norms > 0, None]
+    if rows.shape[0] == 0:
+        return rows
+    q, r = torch.linalg.qr(rows.T)
+    diagonal = r.diagonal().abs()
+    independent = diagonal > space.eps**0.5 * diagonal.max()
+    return q.T[independent]
+
+
+def _random_start(b: int, state: _State, gen: torch.Generator) -> Tensor:
+    threshold = state.basis.space.eps**0.75
+    start, _, state.restarts = orthonormalize_block(
+        gaussian(state.basis.space, b, gen), state.basis, threshold, gen
+    )
     return start
+
+
+def _ritz_start(
+    op: CountedOperator,
+    rows: Tensor,
+    k: int,
+    which: Which,
+    b: int,
+    state: _State,
+    gen: torch.Generator,
+) -> tuple[Tensor, Tensor]:
+    """Rayleigh-Ritz on ``span(rows)``: start block from the wanted Ritz vectors, and its image."""
+    images = op(rows)
+    projected = (rows.double() @ images.double().T).cpu()
+    _check_finite(projected)
+    theta, vectors = torch.linalg.eigh((projected + projected.T) / 2)
+    chosen = _select(theta, min(k, theta.shape[0]), which)
+    groups = [chosen[i::b] for i in range(min(b, chosen.shape[0]))]
+    coefficients = torch.stack([vectors[:, g].sum(dim=1) for g in groups])
+    coefficients = coefficients / coefficients.norm(dim=1, keepdim=True)
+    as_space = {"dtype": rows.dtype, "device": rows.device}
+    start = coefficients.to(**as_space) @ rows
+    image = coefficients.to(**as_space) @ images
+    if start.shape[0] < b:
+        basis = Basis(op.space, b)
+        basis.append(start)
+        threshold = op.space.eps**0.75
+        extra, _, _ = orthonormalize_block(
+            basis.project_out(gaussian(op.space, b - start.shape[0], gen)), basis, threshold, gen
+        )
+        start, image = torch.cat([start, extra]), torch.cat([image, op(extra)])
+    state.scale = float(images.norm(dim=1).max())
+    return start, image
 
 
 @dataclass
 class _State:
-    """The growing decomposition ``A Q = Q T + Q_next B e^T``."""
+    """The growing decomposition ``A Q = Q T + Q_next B e^T``, and the good Ritz vectors."""
 
     basis: Basis
     tridiagonal: Tensor
     scale: float = 0.0
     restarts: int = 0
+    good: Tensor | None = None
+    good_count: int = 0
+    good_residual: float = math.inf
 
 
 def _iterate(
     op: CountedOperator,
-    start: Tensor,
+    block: Tensor,
+    image: Tensor | None,
     k: int,
     which: Which,
     tol: float,
     max_iter: int,
     gen: torch.Generator,
+    state: _State,
 ) -> LanczosResult:
     space = op.space
-    max_rows = min(space.dim, max_iter * start.shape[0])
-    state = _State(Basis(space, max_rows), torch.zeros((max_rows, max_rows), dtype=torch.float64))
-    threshold = space.eps**0.75 * float(start.norm(dim=1).max())
-    block, _, state.restarts = orthonormalize_block(start, state.basis, threshold, gen)
     for iteration in range(1, max_iter + 1):
         offset = state.basis.size
-        block_next, coupling = _step(op, block, state, gen)
+        block_next, coupling = _step(op, block, image, state, gen)
         size = state.basis.size
         theta, vectors = torch.linalg.eigh(state.tridiagonal[:size, :size])
         residuals = (coupling.T @ vectors[offset:size]).norm(dim=0)
@@ -222,23 +294,25 @@ def _iterate(
         rows_next = slice(size, size + block_next.shape[0])
         state.tridiagonal[rows_next, offset:size] = coupling.T
         state.tridiagonal[offset:size, rows_next] = coupling
-        block = block_next
+        if block.shape[0] == 1:
+            block_next = _orthogonalize_selectively(block_next, vectors, residuals, state)
+        block, image = block_next, None
     return _result(state, theta, vectors, residuals, chosen, converged, iteration, op)
 
 
 def _step(
-    op: CountedOperator, block: Tensor, state: _State, gen: torch.Generator
+    op: CountedOperator, block: Tensor, image: Tensor | None, state: _State, gen: torch.Generator
 ) -> tuple[Tensor, Tensor]:
     """One Lanczos step: the diagonal block of T, the next block and its coupling ``L``."""
     offset = state.basis.size
     b = block.shape[0]
     state.basis.append(block)
-    image = op(block)
+    image = op(block) if image is None else image
+    if b == 1:
+        return _single_step(image[0], state, gen)
     # float32 GEMM accumulation errs by ~1e-4 at dim 1e6; the projected matrix needs better.
     diagonal = (block.double() @ image.double().T).cpu()
-    # A nan or inf anywhere in the image reaches the diagonal, so checking it suffices.
-    if not bool(torch.isfinite(diagonal).all()):
-        raise NonFiniteError("the operator returned non-finite values (nan or inf); check matvec.")
+    _check_finite(diagonal)
     state.scale = max(state.scale, float(image.norm(dim=1).max()))
     state.tridiagonal[offset : offset + b, offset : offset + b] = (diagonal + diagonal.T) / 2
     residual = state.basis.project_out(image)
@@ -249,6 +323,75 @@ def _step(
     block_next, coupling, restarts = orthonormalize_block(residual, state.basis, threshold, gen)
     state.restarts += restarts
     return block_next, coupling
+
+
+def _single_step(image: Tensor, state: _State, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """``beta q_next = A q - alpha q - beta_prev q_prev``: a few passes over four vectors.
+
+    ``q`` and ``q_prev`` are the last rows of the basis, so both terms are removed by one
+    matrix-vector product. Rounding leaves ``w`` leaning on them by ``eps ||A q||``; when
+    ``beta`` is so small that this matters (``beta <= sqrt(eps) ||A q||``) a second pass
+    removes it and its part along ``q`` is added to ``alpha``.
+    """
+    basis = state.basis
+    j = basis.size - 1
+    local = basis.rows[max(j - 1, 0) :]
+    alpha = float(torch.dot(local[-1], image))
+    _check_finite(torch.tensor(alpha))
+    beta_prev = float(state.tridiagonal[j, j - 1]) if j > 0 else 0.0
+    coefficients = torch.tensor([beta_prev, alpha][-local.shape[0] :], dtype=image.dtype)
+    w = torch.addmv(image, local.T, coefficients.to(image.device), alpha=-1.0)
+    beta = float(w.norm())
+    eps = basis.space.eps
+    if beta <= eps**0.5 * math.hypot(alpha, beta_prev):
+        again = local @ w
+        w.addmv_(local.T, again, alpha=-1.0)
+        alpha += float(again[-1])
+        beta = float(w.norm())
+    state.tridiagonal[j, j] = alpha
+    # ||A q||^2 = alpha^2 + beta_prev^2 + beta^2 in exact arithmetic: no pass over A q.
+    state.scale = max(state.scale, math.sqrt(alpha**2 + beta_prev**2 + beta**2))
+    if basis.size >= basis.space.dim:
+        # The basis spans the space: A Q = Q T holds exactly, nothing couples onward.
+        return w.new_zeros((0, w.shape[0])), torch.zeros((1, 0), dtype=torch.float64)
+    if beta > eps**0.75 * state.scale:
+        slot = basis.slot()
+        q_next = torch.div(w, beta, out=slot) if slot is not None else w / beta
+        return q_next.unsqueeze(0), torch.tensor([[beta]], dtype=torch.float64)
+    # An invariant subspace: continue from a random vector orthogonal to the basis.
+    block_next, coupling, restarts = orthonormalize_block(
+        w.unsqueeze(0), basis, eps**0.75 * state.scale, gen
+    )
+    state.restarts += restarts
+    return block_next, coupling
+
+
+def _check_finite(values: Tensor) -> None:
+    # A nan or inf anywhere in an image reaches its diagonal, so checking that suffices.
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteError("the operator returned non-finite values (nan or inf); check matvec.")
+
+
+def _orthogonalize_selectively(
+    q: Tensor, vectors: Tensor, residuals: Tensor, state: _State
+) -> Tensor:
+    """``q`` orthogonal to every good Ritz vector (Parlett and Scott 1979), in place.
+
+    The good Ritz vectors are formed again from the basis when another one appears, or
+    when the best of them has converged 100 times further since they were formed (their
+    directions still sharpen while their residual falls).
+    """
+    good = residuals <= state.basis.space.eps**0.5 * state.scale
+    count = int(good.sum())
+    if count == 0:
+        return q
+    best = float(residuals[good].min())
+    if count > state.good_count or best < 1e-2 * state.good_residual:
+        state.good = state.basis.combine(vectors[:, good].T)
+        state.good = state.good / state.good.norm(dim=1, keepdim=True)
+        state.good_count, state.good_residual = count, best
+    q.sub_((q @ state.good.T) @ state.good)
+    return q.div_(q.norm())
 
 
 def _select(theta: Tensor, k: int, which: Which) -> Tensor:
@@ -286,8 +429,7 @@ def _result(
 ) -> LanczosResult:
     space = op.space
     chosen = chosen if chosen.numel() else torch.arange(theta.shape[0])
-    coefficients = vectors[:, chosen].T.to(dtype=space.dtype, device=space.device)
-    eigenvectors = coefficients @ state.basis.rows
+    eigenvectors = state.basis.combine(vectors[:, chosen].T)
     eigenvectors = eigenvectors / eigenvectors.norm(dim=1, keepdim=True)
     as_output = {"dtype": space.dtype, "device": space.device}
     return LanczosResult(
