@@ -48,6 +48,9 @@ from normscope.linalg._space import (
 )
 
 Distribution = Literal["rademacher", "gaussian"]
+# probes are drawn and multiplied this many at a time (the same draws with and without
+# matmat), so memory stays a few vectors whatever the number of probes
+PROBE_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,7 @@ def hutchinson(
         num_probes: products used; 32 puts the standard error at ~18 % of one sample's
             spread while staying cheap; at least 2 so that the error can be estimated.
         distribution: ``"rademacher"`` (lowest variance) or ``"gaussian"``.
-        matmat: optional ``V (num_probes, dim) -> A V``; all probes go in one call (chunk
-            inside ``matmat`` if memory is tight).
+        matmat: optional ``V (b, dim) -> A V``, called on blocks of up to 16 probes.
         seed: int or ``torch.Generator`` for the probes.
         dtype, device: of the vectors (default: from an example tensor, else torch's
             default dtype on CPU).
@@ -91,10 +93,13 @@ def hutchinson(
         raise ConfigError(
             f"num_probes must be at least 2 to give a standard error; got {num_probes}."
         )
-    probes = draw_probes(space, num_probes, distribution, make_generator(seed))
+    gen = make_generator(seed)
     op = CountedOperator(matvec, matmat, space)
-    samples = quadratic_forms(probes, op(probes))
-    estimate, error = mean_and_error(samples)
+    samples = []
+    for start in range(0, num_probes, PROBE_CHUNK):
+        probes = draw_probes(space, min(PROBE_CHUNK, num_probes - start), distribution, gen)
+        samples.append(quadratic_forms(probes, op(probes)))
+    estimate, error = mean_and_error(torch.cat(samples))
     return TraceEstimate(estimate, error, op.num_matvecs, num_probes)
 
 
@@ -110,7 +115,7 @@ def draw_probes(
 
 def quadratic_forms(probes: Tensor, images: Tensor) -> Tensor:
     """``z_i^T A z_i`` per row, accumulated in float64."""
-    return (probes.double() * images.double()).sum(dim=1)
+    return (probes * images).sum(dim=1, dtype=torch.float64)
 
 
 def mean_and_error(samples: Tensor) -> tuple[float, float]:

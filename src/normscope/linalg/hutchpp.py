@@ -44,7 +44,7 @@ from normscope.linalg._space import (
     rademacher,
     resolve_space,
 )
-from normscope.linalg.hutchinson import mean_and_error, quadratic_forms
+from normscope.linalg.hutchinson import PROBE_CHUNK, mean_and_error, quadratic_forms
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,8 @@ def hutchpp(
         num_matvecs: product budget ``m``, at least 4 (sketch 1, probes 2); 99 gives a
             33-dimensional sketch, enough to hold the outliers of a classifier's Hessian
             (about one per class) with room to spare. The sketch never exceeds ``dim``.
-        matmat: optional ``V (b, dim) -> A V``; each of the three stages is one call.
+        matmat: optional ``V (b, dim) -> A V``; the sketch and its image are one call each,
+            the probes go in blocks of up to 16.
         seed: int or ``torch.Generator`` for sketch and probes.
         dtype, device: of the vectors (default: from an example tensor, else torch's
             default dtype on CPU).
@@ -98,9 +99,12 @@ def hutchpp(
     op = CountedOperator(matvec, matmat, space)
     basis = _orthonormal_rows(op(rademacher(space, sketch_size, gen)))
     sketch_trace = float(quadratic_forms(basis, op(basis)).sum())
-    probes = rademacher(space, num_probes, gen)
-    probes = probes - (probes @ basis.T) @ basis
-    residual_part, error = mean_and_error(quadratic_forms(probes, op(probes)))
+    samples = []
+    for start in range(0, num_probes, PROBE_CHUNK):
+        probes = rademacher(space, min(PROBE_CHUNK, num_probes - start), gen)
+        probes = probes - (probes @ basis.T) @ basis
+        samples.append(quadratic_forms(probes, op(probes)))
+    residual_part, error = mean_and_error(torch.cat(samples))
     return HutchppResult(
         estimate=sketch_trace + residual_part,
         standard_error=error,
