@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -133,3 +135,26 @@ def test_tracker_budget_stops_tracking_with_a_note():
 def test_tracker_rejects_options_for_untracked_measures():
     with pytest.raises(ConfigError, match="not tracked"):
         Tracker(["loss"], options={"sharpness": {"k": 2}})
+
+
+def test_tracker_warm_starts_sharpness_from_its_previous_two_calls():
+    x, y = classification_data(n=64, dtype=torch.float64)
+    s = Subject(bn_mlp(dtype=torch.float64), (x, y))
+    tracker = Tracker(["sharpness"], every=5, options={"sharpness": {"tol": 1e-8}})
+    info = tracker.infos[0]
+    starts, values = [], []
+
+    def spy(subject, *, init_vectors=None, **options):
+        starts.append(init_vectors)
+        m = info.fn(subject, init_vectors=init_vectors, **options)
+        cold = info.fn(subject, tol=1e-8)
+        values.append((m.value, cold.value))
+        return m
+
+    tracker.infos[0] = dataclasses.replace(info, fn=spy)
+    train(s, lr=0.05, steps=20, tracker=tracker)
+    shapes = [None if v is None else tuple(v.shape) for v in starts]
+    p = s.num_params
+    assert shapes == [None, (1, p), (2, p), (2, p), (2, p)]
+    for warm, cold in values:
+        assert warm == pytest.approx(cold, rel=1e-10)
