@@ -62,8 +62,13 @@ def gaussian(space: Space, rows: int, gen: torch.Generator) -> Tensor:
 
     float32 rather than float64 because torch draws float32 normals eight times faster
     on a CPU (21 ms against 2.5 ms for 935k numbers), and a start vector needs no more.
+    Rows are drawn one by one, so drawing them in blocks or all at once gives the same rows.
     """
-    draw = torch.randn((rows, space.dim), generator=gen, dtype=torch.float32, device=gen.device)
+    draws = [
+        torch.randn(space.dim, generator=gen, dtype=torch.float32, device=gen.device)
+        for _ in range(rows)
+    ]
+    draw = torch.stack(draws) if draws else torch.empty((0, space.dim), device=gen.device)
     return draw.to(dtype=space.dtype, device=space.device)
 
 

@@ -48,8 +48,10 @@ from normscope.linalg._space import (
 )
 
 Distribution = Literal["rademacher", "gaussian"]
-# probes are drawn and multiplied this many at a time (the same draws with and without
-# matmat), so memory stays a few vectors whatever the number of probes
+# probes go to matmat this many at a time (to matvec one at a time: blocks of 16 vectors
+# of a large model would be fresh memory on every block), so memory stays a few vectors
+# whatever the number of probes; every probe is drawn on its own, so both paths see the
+# same probes
 PROBE_CHUNK = 16
 
 
@@ -96,8 +98,9 @@ def hutchinson(
     gen = make_generator(seed)
     op = CountedOperator(matvec, matmat, space)
     samples = []
-    for start in range(0, num_probes, PROBE_CHUNK):
-        probes = draw_probes(space, min(PROBE_CHUNK, num_probes - start), distribution, gen)
+    chunk = PROBE_CHUNK if matmat is not None else 1
+    for start in range(0, num_probes, chunk):
+        probes = draw_probes(space, min(chunk, num_probes - start), distribution, gen)
         samples.append(quadratic_forms(probes, op(probes)))
     estimate, error = mean_and_error(torch.cat(samples))
     return TraceEstimate(estimate, error, op.num_matvecs, num_probes)

@@ -100,8 +100,9 @@ def hutchpp(
     basis = _orthonormal_rows(op(rademacher(space, sketch_size, gen)))
     sketch_trace = float(quadratic_forms(basis, op(basis)).sum())
     samples = []
-    for start in range(0, num_probes, PROBE_CHUNK):
-        probes = rademacher(space, min(PROBE_CHUNK, num_probes - start), gen)
+    chunk = PROBE_CHUNK if matmat is not None else 1
+    for start in range(0, num_probes, chunk):
+        probes = rademacher(space, min(chunk, num_probes - start), gen)
         probes = probes - (probes @ basis.T) @ basis
         samples.append(quadratic_forms(probes, op(probes)))
     residual_part, error = mean_and_error(torch.cat(samples))
