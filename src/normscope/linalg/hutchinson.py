@@ -9,11 +9,12 @@ sample is ``2 (||A||_F^2 - sum_i A_ii^2)``, the smallest of all i.i.d. probe law
 (Hutchinson 1989); Gaussian probes give ``2 ||A||_F^2``. The reported standard error is
 the sample standard deviation of ``z_i^T A z_i`` over ``sqrt(N)``.
 
-Hutch++ (:func:`normscope.linalg.hutchpp`) beats it for the same number of products
-when the spectrum decays (a few large eigenvalues hold most of the trace, as in network
-Hessians): its error falls like ``1/N`` instead of ``1/sqrt(N)``. Hutchinson remains the
-better choice for flat spectra, and its samples are independent, so the standard error
-is honest without any assumption on ``A``.
+Hutch++ (:func:`normscope.linalg.hutchpp`) and XTrace (:func:`normscope.linalg.xtrace`)
+beat it for the same number of products when a few large eigenvalues carry most of
+``||A||_F^2``: their error falls like ``1/N`` instead of ``1/sqrt(N)``. Hutchinson remains
+the better choice when that mass is spread over a bulk, as for the Hessians of the
+batch-norm MLPs of ``benchmarks/bench_hessian.py``, and its samples are independent, so
+the standard error is honest without any assumption on ``A``.
 
 Example:
     >>> import torch

@@ -11,11 +11,13 @@ operator, using ``m/3`` probes ``g_i`` projected by ``P = I - Q Q^T``:
 Products: ``m/3`` for ``A S``, ``m/3`` for ``A Q`` and ``m/3`` for the residual probes (any
 remainder of ``m`` goes to the probes). For positive semi-definite ``A`` the relative
 error is ``O(1/m)`` against Hutchinson's ``O(1/sqrt(m))``: it wins whenever a few large
-eigenvalues carry much of the trace (decaying spectra, e.g. network Hessians and
-Fisher matrices). For flat spectra the sketch buys nothing and Hutchinson is slightly
-better, having all ``m`` products as probes. The reported standard error is that of the
-stochastic (residual) part; the sketched part ``tr(Q^T A Q)`` has no sampling error of
-its own once ``Q`` is fixed.
+eigenvalues carry most of ``||A||_F^2`` (fast-decaying spectra, e.g. Fisher matrices
+and the Hessians of small models). For spectra whose mass is spread over a bulk the
+sketch buys little and Hutchinson is better, having all ``m`` products as probes: so it
+was on the Hessians of the batch-norm MLPs of ``benchmarks/bench_hessian.py``.
+:func:`normscope.linalg.xtrace` uses the same products more fully. The reported
+standard error is that of the stochastic (residual) part; the sketched part
+``tr(Q^T A Q)`` has no sampling error of its own once ``Q`` is fixed.
 
 Example:
     >>> import torch
