@@ -60,7 +60,7 @@ def sharpness(
 ) -> Measurement:
     """``lambda_max(H)``, the largest Hessian eigenvalue of ``L`` (and the top ``k``), by Lanczos.
 
-    Lanczos with selective orthogonalization (:func:`normscope.linalg.lanczos`) stops when
+    Lanczos with partial reorthogonalization (:func:`normscope.linalg.lanczos`) stops when
     every wanted Ritz pair has residual ``||H v - lambda v|| <= tol |lambda|``; the
     eigenvalue error is then about ``residual^2 / gap``, far below ``tol`` (``tol=1e-4``
     gives ~1e-8 relative on separated eigenvalues).
