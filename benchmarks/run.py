@@ -39,8 +39,9 @@ HEADER = """# Benchmarks
 
 Speed and accuracy of normscope side by side with public peers, each table measured in
 one run on the same model, data and tolerance. Rebuild with `make bench` (installs the
-peers with `--no-deps`, runs `benchmarks/run.py`, under 15 minutes on 2 cores). Machine:
-2 x86_64 cores, torch 2.13.0+cpu, shared with other jobs while the tables were measured.
+peers with `--no-deps`, runs `benchmarks/run.py`; its time is in the first table).
+Machine: 2 x86_64 cores, torch 2.13.0+cpu, shared with other jobs while the tables were
+measured.
 
 How the ratios are measured: every ratio in a table comes from runs in the same process
 and the same minutes, so that load from other jobs on the machine hits both sides
