@@ -80,7 +80,7 @@ def test_dataloader_gives_the_same_numbers_as_tensors_bit_for_bit():
     for name, options in [
         ("loss", {}),
         ("sharpness", {"k": 2}),
-        ("hessian_trace", {"num_matvecs": 12}),
+        ("hessian_trace", {"num_probes": 12}),
         ("fisher_spectrum", {}),
         ("gradient_norms", {}),
         ("input_lipschitz", {}),
@@ -285,7 +285,7 @@ def test_half_precision_models_run_trace_and_fisher_near_float32(dtype):
     assert fisher.value == pytest.approx(measures.fisher_spectrum(full).value, rel=tolerance)
     top = measures.sharpness(half, tol=1e-3).value
     assert top == pytest.approx(measures.sharpness(full, tol=1e-3).value, rel=tolerance)
-    trace = measures.hessian_trace(half, num_matvecs=30)
+    trace = measures.hessian_trace(half, num_probes=30)
     assert math.isfinite(trace.value) and half.work_dtype == torch.float32
 
 

@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES = ["lanczos", "power", "hutchinson", "hutchpp", "slq"]
+MODULES = ["lanczos", "power", "hutchinson", "hutchpp", "xtrace", "slq"]
 
 
 @pytest.mark.parametrize("name", MODULES)

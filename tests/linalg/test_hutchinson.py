@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from normscope.linalg import hutchinson
+from normscope.linalg._space import Space, gaussian, rademacher
 
 from tests.linalg.spectra import random_spectrum, with_spectrum
 
@@ -68,3 +69,36 @@ def test_hutchinson_rejects_one_probe_and_unknown_distributions():
         hutchinson(lambda v: v, 5, num_probes=1)
     with pytest.raises(ValueError, match="cauchy"):
         hutchinson(lambda v: v, 5, distribution="cauchy")
+
+
+@pytest.mark.parametrize("draw", [rademacher, gaussian])
+def test_random_rows_do_not_depend_on_how_many_are_drawn_at_once(draw):
+    space = Space(1001, F64, torch.device("cpu"))
+    whole = draw(space, 5, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    parts = torch.cat([draw(space, 2, gen), draw(space, 3, gen)])
+    assert torch.equal(whole, parts)
+
+
+def test_rademacher_signs_are_fair_and_independent():
+    space = Space(1001, F64, torch.device("cpu"))
+    whole = rademacher(space, 5, torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(1)
+    assert set(whole.unique().tolist()) == {-1.0, 1.0}
+    many = rademacher(space, 200, gen)
+    # independent fair signs: the mean and the correlation of two rows are ~N(0, 1/n)
+    assert abs(float(many.mean())) < 4 / (200 * 1001) ** 0.5
+    assert abs(float((many[0] * many[1]).mean())) < 4 / 1001**0.5
+
+
+@pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
+def test_hutchinson_streams_probes_in_blocks_with_the_same_draws(distribution):
+    a, _ = with_spectrum(random_spectrum(40, seed=8))
+    kwargs = {"num_probes": 37, "seed": 1, "dtype": F64, "distribution": distribution}
+    by_vector = hutchinson(lambda v: a @ v, 40, **kwargs)
+    blocks = []
+    by_block = hutchinson(
+        lambda v: a @ v, 40, matmat=lambda v: blocks.append(v.shape[0]) or v @ a, **kwargs
+    )
+    assert blocks == [16, 16, 5]
+    assert by_vector.estimate == pytest.approx(by_block.estimate, rel=1e-12)

@@ -91,7 +91,16 @@ def test_hutchpp_beats_hutchinson_on_a_real_hessian_with_the_same_products():
 
 def test_trace_reports_standard_error():
     m = hessian_trace(subject("mlp_layernorm", "train"), num_probes=30)
-    assert m.details["standard_error"] > 0 and m.settings["method"] == "hutchpp"
+    assert m.details["standard_error"] > 0 and m.settings["method"] == "hutchinson"
+
+
+@pytest.mark.parametrize("method", ["xtrace", "hutchpp"])
+def test_sketched_traces_are_unbiased_over_seeds_on_a_real_hessian(method):
+    h, _ = exact("mlp_batchnorm", "train")
+    s = subject("mlp_batchnorm", "train")
+    estimates = [hessian_trace(s, method=method, num_probes=8, seed=i).value for i in range(40)]
+    mean, error = np.mean(estimates), np.std(estimates, ddof=1) / math.sqrt(len(estimates))
+    assert abs(mean - float(torch.trace(h))) < 3 * error
 
 
 def test_density_with_full_lanczos_puts_nodes_on_exact_eigenvalues():

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -164,3 +166,26 @@ def test_tracker_passes_lr_only_to_measures_declared_to_take_it():
     tracker.step(s, 0, lr=0.05)
     assert seen["spherical_sharpness"].settings["lr"] == 0.05
     assert "lr" not in seen["loss"].settings
+
+
+def test_tracker_warm_starts_sharpness_from_its_previous_two_calls():
+    x, y = classification_data(n=64, dtype=torch.float64)
+    s = Subject(bn_mlp(dtype=torch.float64), (x, y))
+    tracker = Tracker(["sharpness"], every=5, options={"sharpness": {"tol": 1e-8}})
+    info = tracker.infos[0]
+    starts, values = [], []
+
+    def spy(subject, *, init_vectors=None, **options):
+        starts.append(init_vectors)
+        m = info.fn(subject, init_vectors=init_vectors, **options)
+        cold = info.fn(subject, tol=1e-8)
+        values.append((m.value, cold.value))
+        return m
+
+    tracker.infos[0] = dataclasses.replace(info, fn=spy)
+    train(s, lr=0.05, steps=20, tracker=tracker)
+    shapes = [None if v is None else tuple(v.shape) for v in starts]
+    p = s.num_params
+    assert shapes == [None, (1, p), (2, p), (2, p), (2, p)]
+    for warm, cold in values:
+        assert warm == pytest.approx(cold, rel=1e-10)

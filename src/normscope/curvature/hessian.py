@@ -185,14 +185,16 @@ def _double_backward(g: torch.Tensor, leaf: torch.Tensor) -> Closure:
         return torch.zeros_like
 
     def product(v: torch.Tensor) -> torch.Tensor:
-        batch = v.ndim == 2
+        if v.ndim == 1:
+            # the gradient of the scalar g . v, not grad(g, leaf, v): passing v as a
+            # grad_output makes torch import sympy on first use, ~2 s on one CPU thread
+            (out,) = torch.autograd.grad(g @ v, leaf, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(v) if out is None else out
         try:
             (out,) = torch.autograd.grad(
-                g, leaf, v, retain_graph=True, allow_unused=True, is_grads_batched=batch
+                g, leaf, v, retain_graph=True, allow_unused=True, is_grads_batched=True
             )
         except RuntimeError:
-            if not batch:
-                raise
             # ops without a batching rule: one product per vector
             return torch.stack([product(u) for u in v])
         return torch.zeros_like(v) if out is None else out

@@ -11,6 +11,7 @@ from normscope.linalg.hutchpp import HutchppResult, hutchpp
 from normscope.linalg.lanczos import LanczosResult, lanczos
 from normscope.linalg.power import PowerResult, power_iteration
 from normscope.linalg.slq import SLQResult, SpectralDensity, density_on_grid, slq, slq_trace
+from normscope.linalg.xtrace import xtrace
 
 __all__ = [
     "HutchppResult",
@@ -26,4 +27,5 @@ __all__ = [
     "power_iteration",
     "slq",
     "slq_trace",
+    "xtrace",
 ]

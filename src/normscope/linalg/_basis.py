@@ -1,8 +1,10 @@
-"""An orthonormal basis grown block by block, with full reorthogonalization.
+"""An orthonormal basis grown block by block, and the orthogonalizations that keep it so.
 
-Orthogonality is kept by two passes of classical Gram-Schmidt against all stored rows
-("twice is enough", Giraud, Langou, Rozloznik 2005): each pass is one pair of matrix
-products, so the cost is two GEMMs per block instead of a Python loop over vectors.
+Full orthogonalization (:meth:`Basis.project_out`) uses two passes of classical
+Gram-Schmidt against all stored rows ("twice is enough", Giraud, Langou, Rozloznik 2005):
+each pass is one pair of matrix products, so the cost is two GEMMs per block instead of a
+Python loop over vectors. Lanczos calls it for blocks of several vectors and for random
+restarts; single-vector Lanczos orthogonalizes selectively (:mod:`.lanczos`).
 """
 
 from __future__ import annotations
@@ -14,31 +16,31 @@ from normscope.linalg._space import Space, gaussian
 
 
 class Basis:
-    """Orthonormal rows ``(size, dim)``; storage doubles as rows are added."""
+    """Orthonormal rows ``(size, dim)``, stored in one buffer of ``max_rows`` rows.
+
+    The buffer is allocated once: memory for rows never written is not touched, and no
+    row is ever copied to a larger buffer.
+    """
 
     def __init__(self, space: Space, max_rows: int) -> None:
         self.space = space
         self.max_rows = min(max_rows, space.dim)
         self.size = 0
-        self._data = torch.empty(
-            (min(self.max_rows, 32), space.dim), dtype=space.dtype, device=space.device
-        )
+        self._data = torch.empty((self.max_rows, space.dim), dtype=space.dtype, device=space.device)
 
     @property
     def rows(self) -> Tensor:
         return self._data[: self.size]
 
+    def slot(self) -> Tensor | None:
+        """The next unused row, to write a vector into before appending it; None when full."""
+        return self._data[self.size] if self.size < self.max_rows else None
+
     def append(self, block: Tensor) -> None:
+        """Add the rows of ``block``; a row already written into :meth:`slot` is not copied."""
         needed = self.size + block.shape[0]
-        if needed > self._data.shape[0]:
-            grown = torch.empty(
-                (min(max(needed, 2 * self._data.shape[0]), self.max_rows), self.space.dim),
-                dtype=self.space.dtype,
-                device=self.space.device,
-            )
-            grown[: self.size] = self.rows
-            self._data = grown
-        self._data[self.size : needed] = block
+        if block.shape[0] != 1 or block.data_ptr() != self._data[self.size].data_ptr():
+            self._data[self.size : needed] = block
         self.size = needed
 
     def project_out(self, block: Tensor) -> Tensor:
@@ -49,6 +51,11 @@ class Basis:
         for _ in range(2):
             block = block - (block @ basis.T) @ basis
         return block
+
+    def combine(self, coefficients: Tensor) -> Tensor:
+        """Rows ``coefficients (r, size) @ rows``: Ritz vectors from their coordinates."""
+        coefficients = coefficients.to(dtype=self.space.dtype, device=self.space.device)
+        return coefficients @ self.rows
 
 
 def _project_new(w: Tensor, new_rows: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -81,11 +88,11 @@ def orthonormalize_block(
 ) -> tuple[Tensor, Tensor, int]:
     """Rows ``Q (r, dim)`` with ``block = L Q`` (``L`` is ``(b, r)``), orthogonal to ``basis``.
 
-    ``block`` must already be orthogonal to ``basis``. A row whose remaining norm is at
-    most ``threshold`` spans nothing new (an invariant subspace was reached); it is
-    replaced by a random unit vector orthogonal to everything so far, with a zero
-    coefficient in ``L``. Returns ``(Q, L, restarts)``; ``r < b`` only when the whole
-    space is exhausted.
+    ``block`` must already be orthogonal to ``basis`` (to the working accuracy of the
+    caller). A row whose remaining norm is at most ``threshold`` spans nothing new (an
+    invariant subspace was reached); it is replaced by a random unit vector orthogonal to
+    everything so far, with a zero coefficient in ``L``. Returns ``(Q, L, restarts)``;
+    ``r < b`` only when the whole space is exhausted.
     """
     b = block.shape[0]
     coefficients = torch.zeros((b, b), dtype=torch.float64)

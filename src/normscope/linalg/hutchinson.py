@@ -9,11 +9,12 @@ sample is ``2 (||A||_F^2 - sum_i A_ii^2)``, the smallest of all i.i.d. probe law
 (Hutchinson 1989); Gaussian probes give ``2 ||A||_F^2``. The reported standard error is
 the sample standard deviation of ``z_i^T A z_i`` over ``sqrt(N)``.
 
-Hutch++ (:func:`normscope.linalg.hutchpp`) beats it for the same number of products
-when the spectrum decays (a few large eigenvalues hold most of the trace, as in network
-Hessians): its error falls like ``1/N`` instead of ``1/sqrt(N)``. Hutchinson remains the
-better choice for flat spectra, and its samples are independent, so the standard error
-is honest without any assumption on ``A``.
+Hutch++ (:func:`normscope.linalg.hutchpp`) and XTrace (:func:`normscope.linalg.xtrace`)
+beat it for the same number of products when a few large eigenvalues carry most of
+``||A||_F^2``: their error falls like ``1/N`` instead of ``1/sqrt(N)``. Hutchinson remains
+the better choice when that mass is spread over a bulk, as for the Hessians of the
+batch-norm MLPs of ``benchmarks/bench_hessian.py``, and its samples are independent, so
+the standard error is honest without any assumption on ``A``.
 
 Example:
     >>> import torch
@@ -48,6 +49,11 @@ from normscope.linalg._space import (
 )
 
 Distribution = Literal["rademacher", "gaussian"]
+# probes go to matmat this many at a time (to matvec one at a time: blocks of 16 vectors
+# of a large model would be fresh memory on every block), so memory stays a few vectors
+# whatever the number of probes; every probe is drawn on its own, so both paths see the
+# same probes
+PROBE_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,7 @@ def hutchinson(
         num_probes: products used; 32 puts the standard error at ~18 % of one sample's
             spread while staying cheap; at least 2 so that the error can be estimated.
         distribution: ``"rademacher"`` (lowest variance) or ``"gaussian"``.
-        matmat: optional ``V (num_probes, dim) -> A V``; all probes go in one call (chunk
-            inside ``matmat`` if memory is tight).
+        matmat: optional ``V (b, dim) -> A V``, called on blocks of up to 16 probes.
         seed: int or ``torch.Generator`` for the probes.
         dtype, device: of the vectors (default: from an example tensor, else torch's
             default dtype on CPU).
@@ -91,10 +96,14 @@ def hutchinson(
         raise ConfigError(
             f"num_probes must be at least 2 to give a standard error; got {num_probes}."
         )
-    probes = draw_probes(space, num_probes, distribution, make_generator(seed))
+    gen = make_generator(seed)
     op = CountedOperator(matvec, matmat, space)
-    samples = quadratic_forms(probes, op(probes))
-    estimate, error = mean_and_error(samples)
+    samples = []
+    chunk = PROBE_CHUNK if matmat is not None else 1
+    for start in range(0, num_probes, chunk):
+        probes = draw_probes(space, min(chunk, num_probes - start), distribution, gen)
+        samples.append(quadratic_forms(probes, op(probes)))
+    estimate, error = mean_and_error(torch.cat(samples))
     return TraceEstimate(estimate, error, op.num_matvecs, num_probes)
 
 
@@ -110,7 +119,7 @@ def draw_probes(
 
 def quadratic_forms(probes: Tensor, images: Tensor) -> Tensor:
     """``z_i^T A z_i`` per row, accumulated in float64."""
-    return (probes.double() * images.double()).sum(dim=1)
+    return (probes * images).sum(dim=1, dtype=torch.float64)
 
 
 def mean_and_error(samples: Tensor) -> tuple[float, float]:

@@ -11,11 +11,13 @@ operator, using ``m/3`` probes ``g_i`` projected by ``P = I - Q Q^T``:
 Products: ``m/3`` for ``A S``, ``m/3`` for ``A Q`` and ``m/3`` for the residual probes (any
 remainder of ``m`` goes to the probes). For positive semi-definite ``A`` the relative
 error is ``O(1/m)`` against Hutchinson's ``O(1/sqrt(m))``: it wins whenever a few large
-eigenvalues carry much of the trace (decaying spectra, e.g. network Hessians and
-Fisher matrices). For flat spectra the sketch buys nothing and Hutchinson is slightly
-better, having all ``m`` products as probes. The reported standard error is that of the
-stochastic (residual) part; the sketched part ``tr(Q^T A Q)`` has no sampling error of
-its own once ``Q`` is fixed.
+eigenvalues carry most of ``||A||_F^2`` (fast-decaying spectra, e.g. Fisher matrices
+and the Hessians of small models). For spectra whose mass is spread over a bulk the
+sketch buys little and Hutchinson is better, having all ``m`` products as probes: so it
+was on the Hessians of the batch-norm MLPs of ``benchmarks/bench_hessian.py``.
+:func:`normscope.linalg.xtrace` uses the same products more fully. The reported
+standard error is that of the stochastic (residual) part; the sketched part
+``tr(Q^T A Q)`` has no sampling error of its own once ``Q`` is fixed.
 
 Example:
     >>> import torch
@@ -44,7 +46,7 @@ from normscope.linalg._space import (
     rademacher,
     resolve_space,
 )
-from normscope.linalg.hutchinson import mean_and_error, quadratic_forms
+from normscope.linalg.hutchinson import PROBE_CHUNK, mean_and_error, quadratic_forms
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def hutchpp(
         num_matvecs: product budget ``m``, at least 4 (sketch 1, probes 2); 99 gives a
             33-dimensional sketch, enough to hold the outliers of a classifier's Hessian
             (about one per class) with room to spare. The sketch never exceeds ``dim``.
-        matmat: optional ``V (b, dim) -> A V``; each of the three stages is one call.
+        matmat: optional ``V (b, dim) -> A V``; the sketch and its image are one call each,
+            the probes go in blocks of up to 16.
         seed: int or ``torch.Generator`` for sketch and probes.
         dtype, device: of the vectors (default: from an example tensor, else torch's
             default dtype on CPU).
@@ -98,9 +101,13 @@ def hutchpp(
     op = CountedOperator(matvec, matmat, space)
     basis = _orthonormal_rows(op(rademacher(space, sketch_size, gen)))
     sketch_trace = float(quadratic_forms(basis, op(basis)).sum())
-    probes = rademacher(space, num_probes, gen)
-    probes = probes - (probes @ basis.T) @ basis
-    residual_part, error = mean_and_error(quadratic_forms(probes, op(probes)))
+    samples = []
+    chunk = PROBE_CHUNK if matmat is not None else 1
+    for start in range(0, num_probes, chunk):
+        probes = rademacher(space, min(chunk, num_probes - start), gen)
+        probes = probes - (probes @ basis.T) @ basis
+        samples.append(quadratic_forms(probes, op(probes)))
+    residual_part, error = mean_and_error(torch.cat(samples))
     return HutchppResult(
         estimate=sketch_trace + residual_part,
         standard_error=error,

@@ -10,8 +10,10 @@ Use it from :func:`normscope.train.train` or from your own loop::
     tracker.table()  # tidy DataFrame: step, name, value
 
 Measures that can warm-start (``warm_start`` in the registry, e.g. ``sharpness``) get the
-eigenvectors of their previous call, so Lanczos starts next to the answer and needs
-fewer Hessian-vector products per tracked step. Each call records, besides every
+eigenvectors of their previous two calls: Lanczos takes the best combination of them
+(a Rayleigh-Ritz step, which also extrapolates how they drifted) and starts next to the
+answer, so it needs fewer Hessian-vector products per tracked step
+(``benchmarks/bench_tracking.py``). Each call records, besides every
 measure's value, its scalar details (``"sharpness.iterations"``...), its product counts
 (``"sharpness.cost.hvp"``), the learning rate and the stability line ``2/lr``, and the
 norm of every scale-invariant parameter group (``"weight_norm.<group>"``, lyu2022).
@@ -70,7 +72,9 @@ class Tracker:
             ``step`` is given a Subject and ``data`` is set, the measures run on ``data``
             with the Subject's model and settings (e.g. a test split).
         track_weight_norms: also record ``weight_norm.<group>`` of scale-invariant groups.
-        warm_start: pass each warm-startable measure its previous eigenvectors.
+        warm_start: pass each warm-startable measure the eigenvectors of its previous two
+            calls (two calls rather than one save ~10 % of the products on the benchmark's
+            edge-of-stability run; more save nothing further).
         point: ``"iterate"`` (measure at the current parameters) or ``"midpoint"``
             (:func:`normscope.train.train` measures at the midpoint of the current and
             the next iterate; in a loop of your own, pass the model at that point).
@@ -129,7 +133,7 @@ class Tracker:
         self.records: list[Record] = []
         self.notes: list[str] = []
         self.seconds = 0.0
-        self._vectors: dict[str, torch.Tensor] = {}
+        self._vectors: dict[str, list[torch.Tensor]] = {}
 
     def due(self, step: int) -> bool:
         """Whether ``step`` is a tracked step (and the time budget is not spent)."""
@@ -206,13 +210,15 @@ class Tracker:
         if self.warm_start and info.warm_start:
             options.setdefault("return_vectors", True)
             if info.name in self._vectors:
-                options["init_vectors"] = self._vectors[info.name]
+                options["init_vectors"] = torch.cat(self._vectors[info.name])
         if info.takes_lr and lr is not None:
             options.setdefault("lr", lr)
         m = info.fn(subject, **options)
         vectors = m.details.pop("eigenvectors", None)
         if vectors is not None:
-            self._vectors[info.name] = torch.as_tensor(np.asarray(vectors))
+            latest = torch.as_tensor(np.asarray(vectors))
+            latest = latest.reshape(-1, latest.shape[-1])
+            self._vectors[info.name] = [latest, *self._vectors.get(info.name, [])][:2]
         if self.on_measurement is not None:
             self.on_measurement(step, info.name, m)
         out = [Record(step, info.name, m.value)]
