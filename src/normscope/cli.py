@@ -6,6 +6,7 @@ with status 2, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -232,7 +233,12 @@ def measure(
         list[str] | None, typer.Option("--option", "-o", help="Measure option, key=value.")
     ] = None,
 ) -> None:
-    """Take one measure of one network on one data set."""
+    """Take one measure of one network on one data set.
+
+    Under torchrun (``torchrun --nproc-per-node N -m normscope measure ...``) the
+    measurement spans the N processes, each with its shard of the batches; rank 0 prints.
+    """
+    from normscope.distributed.launch import rank_from_env, torchrun_group
     from normscope.experiments.execute import build_subject
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
@@ -266,10 +272,21 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with err_console.status(f"measuring {name} ..."):
-        subject = build_subject(config)
-        result = get(name)(subject, **config["measures"][0]["options"])
-    _show_measurement(result)
+    writer = rank_from_env() == 0
+    try:
+        with torchrun_group() as (group, device), _status(f"measuring {name} ...", writer):
+            subject = build_subject(config, process_group=group, device=device)
+            result = get(name)(subject, **config["measures"][0]["options"])
+    except NormscopeError:
+        if not writer:  # every rank raises the same error; rank 0 prints it
+            raise typer.Exit(2) from None
+        raise
+    if writer:
+        _show_measurement(result)
+
+
+def _status(text: str, shown: bool):
+    return err_console.status(text) if shown else contextlib.nullcontext()
 
 
 @app.command()

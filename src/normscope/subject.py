@@ -54,6 +54,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from normscope.data import batches as batch_io
 from normscope.data.batches import Inputs
 from normscope.data.dataset import Dataset
+from normscope.distributed.group import Group, fingerprint, replicated, sum_over_ranks
 from normscope.errors import ConfigError, DataError, ModelError, ShapeError, unknown_name
 from normscope.losses import DEFAULT_IGNORE_INDEX, CrossEntropy, Loss, resolve_loss
 
@@ -216,13 +217,22 @@ class Subject:
         output_fn: turns the model's raw output into the tensor to measure, for outputs
             normscope cannot read by itself.
         max_batches: read only the first batches of the data.
+        process_group: a ``torch.distributed`` process group (e.g.
+            ``torch.distributed.group.WORLD``) to measure across: ``data`` is then this
+            rank's shard of the batches (:func:`normscope.distributed.shard`), every rank
+            passes the same model, and data-set sums run over every rank's batches
+            (:mod:`normscope.distributed`). ``None`` (the default, also inside a
+            distributed program): this process alone.
 
     Raises:
         ModelError: not a module, no trainable parameters, non-finite or mixed-dtype
             parameters, a frozen parameter selected.
         DataError: unreadable, empty or non-finite data, labels out of range.
         ShapeError: model and data or loss do not fit together.
-        ConfigError: bad options, or a one-sample batch where batch statistics are used.
+        ConfigError: bad options, or a one-sample batch where batch statistics are used;
+            under a process group, in-memory data without ``batch_size`` where batch
+            statistics are used (full-batch statistics are not synchronized across ranks).
+        DistributedError: ranks that hold different models or options, or a rank that failed.
 
     Example:
         >>> import torch
@@ -246,6 +256,7 @@ class Subject:
         ignore_index: int = DEFAULT_IGNORE_INDEX,
         output_fn: Callable[[Any], torch.Tensor] | None = None,
         max_batches: int | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -267,15 +278,83 @@ class Subject:
         self.source = batch_io.batch_source(data, batch_size=batch_size, max_batches=max_batches)
         self.batch_size = batch_size
         self._mode_depth = 0
-        self._check_finite_parameters()
-        first = self._first_raw_batch()
-        self.labelled = first.targets is not None
-        self.output_shape = self._check_output(first)
-        self._scan = self._scan_data()
-        self.num_terms = sum(self._scan.counts)
-        self.samples_coupled = self._detect_coupling(first)
-        self._check_single_sample_batches()
         self._scale_invariant: list[ParamGroup] | None = None
+        self.group = Group.of(process_group)
+        with self._together():
+            self._check_finite_parameters()
+            first = self._first_raw_batch()
+            self.labelled = first.targets is not None
+            self.output_shape = self._check_output(first)
+            self._scan = self._scan_data()
+            self.samples_coupled = self._detect_coupling(first)
+        if self.group is not None:
+            self.group.agree(self._replica_description(), None)
+            self.samples_coupled = not self.group.all(not self.samples_coupled)
+        with self._together():
+            self._check_single_sample_batches()
+            self._check_sharded_statistics(data)
+        self._totals = self._count_totals()
+        self.num_terms = self._totals[1]
+
+    # ------------------------------------------------------------------ across processes
+    @contextlib.contextmanager
+    def _together(self) -> Iterator[None]:
+        """Checks that may fail on one rank only: the failure is raised on every rank."""
+        if self.group is None:
+            yield
+            return
+        try:
+            yield
+        except Exception as err:
+            self.group.agree(None, err)
+        self.group.agree(None, None)
+
+    def _replica_description(self) -> dict[str, object]:
+        """What every rank must share: the model, its values, the options and data kind."""
+        return {
+            "parameters": tuple(
+                (n, tuple(shape))
+                for n, shape in zip(self.layout.names, self.layout.shapes, strict=True)
+            ),
+            "dtype": str(self.dtype),
+            "bn_mode": self.bn_mode,
+            "loss": self.loss_name,
+            "labelled": self.labelled,
+            "output shape": self.output_shape,
+            "batch_size": self.batch_size,
+            "streamed data": self.source.streamed,
+            "parameter values": fingerprint([p for _, p in self.model.named_parameters()]),
+            "buffer values": fingerprint([b for _, b in self.model.named_buffers()]),
+        }
+
+    def _check_sharded_statistics(self, data: Any) -> None:
+        """Refuse full-batch statistics split across ranks (they are not synchronized)."""
+        if self.group is None or not self.samples_coupled:
+            return
+        if batch_io.in_memory(data) and self.batch_size is None:
+            raise ConfigError(
+                "the model normalizes with batch statistics (samples are coupled) and the "
+                f"in-memory data has no batch_size, so each of the {self.group.size} ranks "
+                "would normalize its shard with the shard's own statistics instead of the "
+                "whole data set's: full-batch statistics are not synchronized across "
+                "processes. Set batch_size (each batch normalizes with its own statistics, "
+                "exactly as in one process), use bn_mode='eval', or measure in one process."
+            )
+
+    def _count_totals(self) -> tuple[int, int, int]:
+        """Samples, counted loss terms and batches over every rank's shard."""
+        local = (sum(self._scan.sizes), sum(self._scan.counts), len(self._scan.sizes))
+        if self.group is None:
+            return local
+        return tuple(int(v) for v in self.group.sum_numbers(local, dtype=torch.int64))
+
+    def sum_over_shards(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the ranks' shards under a process group; ``t`` itself otherwise.
+
+        A data-set sum is the sum of every rank's part: operators call this on their
+        batches' weighted sum, so that every rank holds the same result.
+        """
+        return t if self.group is None else self.group.sum(t)
 
     # ------------------------------------------------------------------ validation
     def _select_params(self, params: str | Sequence[str] | None) -> ParamLayout:
@@ -470,11 +549,13 @@ class Subject:
 
     @property
     def num_samples(self) -> int:
-        return sum(self._scan.sizes)
+        """Samples of the data (of every rank's shard under a process group)."""
+        return self._totals[0]
 
     @property
     def num_batches(self) -> int:
-        return len(self._scan.sizes)
+        """Batches of the data (of every rank's shard under a process group)."""
+        return self._totals[2]
 
     @property
     def num_outputs(self) -> int:
@@ -506,6 +587,8 @@ class Subject:
             out["num_terms"] = self.num_terms
         if self.output_fn is not None:
             out["output_fn"] = getattr(self.output_fn, "__qualname__", repr(self.output_fn))
+        if self.group is not None:
+            out |= self.group.describe()
         return out
 
     # ------------------------------------------------------------------ functional view
@@ -625,15 +708,28 @@ class Subject:
         return self.loss_fn.value(out, targets)
 
     def loss(self, theta: torch.Tensor | None = None) -> torch.Tensor:
-        """``L(theta)``: the weighted mean of the per-batch mean losses."""
+        """``L(theta)``: the weighted mean of the per-batch mean losses.
+
+        Under a process group the sum runs over every rank's batches: the value is
+        summed over the ranks, and reverse-mode autograd through it (first order) gives
+        the full gradient on every rank, the parameter gradient being summed over the
+        ranks in the backward pass as in DDP. Second derivatives through it are refused
+        (the curvature operators sum their own products).
+        """
         theta = self.theta if theta is None else theta
+        if self.group is not None:
+            theta = replicated(theta, self.group)
         total = None
         with self.modes():
             for b in self.loss_batches():
                 term = b.weight * self.loss_of(self.output(theta, b.inputs), b.targets)
                 term = term.to(self.work_dtype)
                 total = term if total is None else total + term
-        return total
+        if self.group is None:
+            return total
+        if total is None:  # no counted term here: a zero that still reaches theta's gradient
+            total = (theta.sum() * 0).to(self.work_dtype)
+        return sum_over_ranks(total, self.group)
 
     def batch_norm_in_epsilon_regime(self, ratio: float = 10.0) -> list[str]:
         """Batch-norm layers that do not normalize on this data: the epsilon regime.

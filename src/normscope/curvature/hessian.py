@@ -21,6 +21,9 @@ that product and sum instead of PyTorch's fused kernel, whose double backward
 implements the general batch-statistics formula and costs ~10 % of a product on the
 MLP 784-512-512-512-10 and ~30 % on the batch-norm CNN of
 ``benchmarks/bench_hessian.py``. The value is the same function, to rounding.
+
+Under a process group (:mod:`normscope.distributed`) each rank linearizes its own
+batches and every product is summed over the ranks, so all ranks hold the same ``H v``.
 """
 
 from __future__ import annotations
@@ -167,16 +170,23 @@ class Hessian(Operator):
             terms = ((w, g) for w, g, _ in self._linearized)
         else:
             terms = ((b.weight, self._linearize(b)[0]) for b in self.subject.loss_batches())
-        return _weighted_sum((w, g.to(self.dtype)) for w, g in terms)
+        return self._summed(((w, g.to(self.dtype)) for w, g in terms), self.theta)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(v).to(self.dtype)) for w, fn in self._closures())
+        return self._summed(((w, fn(v).to(self.dtype)) for w, fn in self._closures()), v)
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._chunk(c) for c in torch.split(vs, self.chunk_size)])
 
     def _chunk(self, vs: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(vs).to(self.dtype)) for w, fn in self._closures())
+        return self._summed(((w, fn(vs).to(self.dtype)) for w, fn in self._closures()), vs)
+
+    def _summed(self, terms, like: torch.Tensor) -> torch.Tensor:
+        """``sum_b w_b t_b`` over this process's batches, then over every rank's."""
+        total = _weighted_sum(terms)
+        if total is None:  # no counted loss term in this rank's shard
+            total = torch.zeros_like(like, dtype=self.dtype)
+        return self.subject.sum_over_shards(total)
 
 
 def _double_backward(g: torch.Tensor, leaf: torch.Tensor) -> Closure:

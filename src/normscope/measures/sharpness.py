@@ -54,6 +54,7 @@ _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_en
     family="sharpness",
     paper="cohen2021 (edge of stability); lyu2022",
     warm_start=True,
+    sharded=True,
     quick={"k": 2, "tol": 1e-3, "per_layer": True},
     options={
         "k": COUNT,
@@ -182,6 +183,7 @@ def _per_layer(
     "hessian_trace",
     family="sharpness",
     paper="meyer2021 (Hutch++); hutchinson1989",
+    sharded=True,
     quick={"num_probes": 12},
     renamed={"num_matvecs": "num_probes"},
     options={"method": Choice(TRACE_METHODS), "num_probes": Integer(low=4), "seed": SEED},
@@ -221,6 +223,7 @@ def hessian_trace(
     "hessian_density",
     family="sharpness",
     paper="ghorbani2019 (SLQ spectral density)",
+    sharded=True,
     quick={"num_probes": 2, "num_steps": 12, "num_points": 50},
     derives=("num_steps",),
     options={
