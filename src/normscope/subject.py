@@ -274,6 +274,8 @@ class Subject:
         self.dtype = self._model_dtype()
         self.work_dtype = torch.float32 if self.dtype in HALF_DTYPES else self.dtype
         self.device = next(iter(model.parameters())).device
+        # where each selected parameter lives (a model spread over devices has several)
+        self.param_devices = tuple(model.get_parameter(n).device for n in self.layout.names)
         self.data = data if isinstance(data, Dataset) else None
         self.source = batch_io.batch_source(data, batch_size=batch_size, max_batches=max_batches)
         self.batch_size = batch_size
@@ -414,7 +416,7 @@ class Subject:
         inputs = batch_io.move(raw.inputs, self.device, self.dtype)
         try:
             with torch.no_grad():
-                out = self.output(self.theta, inputs)
+                out = self.output(self.params, inputs)
         except ShapeError:
             raise
         except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
@@ -518,7 +520,7 @@ class Subject:
         if changed is None:
             return False
         with torch.no_grad():
-            theta = self.theta
+            theta = self.params
             before, after = self.output(theta, inputs)[1:], self.output(theta, changed)[1:]
         tol = 1e-3 if self.dtype in HALF_DTYPES else 1e-5
         scale = float(before.abs().max()) if before.numel() else 0.0
@@ -533,7 +535,7 @@ class Subject:
             inputs = batch_io.move(raw.inputs, self.device, self.dtype)
             try:
                 with torch.no_grad():
-                    self.output(self.theta, inputs)
+                    self.output(self.params, inputs)
             except (RuntimeError, ValueError) as err:
                 raise ConfigError(
                     f"batch {index} of {self.source.describe()} holds one sample, but the "
@@ -594,10 +596,18 @@ class Subject:
     # ------------------------------------------------------------------ functional view
     @property
     def theta(self) -> torch.Tensor:
-        """The selected parameters as one flat, detached vector (a copy)."""
-        return torch.cat(
-            [self.model.get_parameter(n).detach().reshape(-1) for n in self.layout.names]
-        ).clone()
+        """The selected parameters as one flat, detached vector (a copy) on :attr:`device`."""
+        return torch.cat([p.reshape(-1).to(self.device) for p in self.params]).clone()
+
+    @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """The selected parameters, detached, each where it lives (no copy).
+
+        :meth:`output` takes them as they are: the per-parameter form of ``theta`` for a
+        model whose parameters sit on several devices.
+        """
+        return tuple(self.model.get_parameter(n).detach() for n in self.layout.names)
+
 
     def param_groups(self) -> list[ParamGroup]:
         """The selected parameters grouped by the module that owns them (per-layer pieces)."""
@@ -646,12 +656,28 @@ class Subject:
                 if track is not None:
                     m.track_running_stats = track
 
-    def output(self, theta: torch.Tensor, inputs: Inputs) -> torch.Tensor:
-        """``f(theta; inputs)`` for one batch (batch statistics span all of it)."""
+    def output(self, theta: torch.Tensor | Sequence[torch.Tensor], inputs: Inputs) -> torch.Tensor:
+        """``f(theta; inputs)`` for one batch (batch statistics span all of it).
+
+        ``theta`` is the flat vector, or one tensor per selected parameter (shaped like it,
+        in layout order). Each parameter's part is used on that parameter's device, so a
+        model spread over several devices runs where its layers are.
+        """
         args, kwargs = batch_io.call_arguments(inputs)
         with self.modes():
-            raw = functional_call(self.model, self.layout.unflatten(theta), args, kwargs)
+            raw = functional_call(self.model, self._named(theta), args, kwargs)
         return self._extract(raw)
+
+    def _named(self, theta: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if isinstance(theta, torch.Tensor):
+            named = self.layout.unflatten(theta)
+        else:
+            named = dict(zip(self.layout.names, theta, strict=True))
+        if len(set(self.param_devices)) == 1 and next(iter(named.values())).device == self.device:
+            return named
+        return {
+            n: t.to(d) for (n, t), d in zip(named.items(), self.param_devices, strict=True)
+        }
 
     def _extract(self, raw: Any) -> torch.Tensor:
         out = self.output_fn(raw) if self.output_fn is not None else extract_output(raw)
@@ -763,7 +789,7 @@ class Subject:
             return found
         try:
             with torch.no_grad():
-                self.output(self.theta, self.first_batch().inputs)
+                self.output(self.params, self.first_batch().inputs)
         finally:
             for h in hooks:
                 h.remove()

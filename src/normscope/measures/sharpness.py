@@ -46,6 +46,7 @@ def _as_start(init_vectors, subject: Subject) -> torch.Tensor | None:
 
 
 WHICH = ("largest", "smallest", "both")
+BASIS_DEVICES = ("model", "cpu")
 _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_ends"}
 
 
@@ -64,6 +65,7 @@ _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_en
         "init_vectors": Optional(Vectors()),
         "return_vectors": Flag(),
         "per_layer": Flag(),
+        "basis_device": Choice(BASIS_DEVICES),
         "seed": SEED,
     },
 )
@@ -77,6 +79,7 @@ def sharpness(
     init_vectors: np.ndarray | torch.Tensor | None = None,
     return_vectors: bool = False,
     per_layer: bool = False,
+    basis_device: str = "model",
     seed: int = 0,
 ) -> Measurement:
     """``lambda_max(H)``, the largest Hessian eigenvalue of ``L`` (and the top ``k``), by Lanczos.
@@ -108,6 +111,11 @@ def sharpness(
             module, all others fixed), in ``details["layer_names"]`` /
             ``details["layer_values"]``. The blocks share one linearization of the loss,
             so no extra forward pass is made per layer.
+        basis_device: where Lanczos keeps its basis (``max_iter`` vectors of ``P``
+            numbers): ``"model"`` (the model's device) or ``"cpu"`` (host memory, for a
+            model whose accelerator has no room for it; each product then moves one
+            vector there and back). Products run where the parameters are either way.
+            ``settings["basis_memory_mb"]`` states the memory the basis took.
         seed: seeds the random start vector.
 
     Example:
@@ -123,7 +131,7 @@ def sharpness(
         True
     """
     meter = CostMeter()
-    op = Hessian(subject, meter)
+    op = Hessian(subject, meter, vector_device="cpu" if basis_device == "cpu" else None)
     result = lanczos(
         op.matvec,
         op.dim,
@@ -153,7 +161,13 @@ def sharpness(
         end = "smallest" if which == "smallest" else "largest"
         details.update(_per_layer(subject, op, end, tol, max_iter, seed))
     value = float(eigenvalues[-1] if which == "smallest" else eigenvalues[0])
-    return Measurement("sharpness", value, details, meter.cost(), {}, notes)
+    settings = {"basis_memory_mb": _basis_megabytes(result.iterations, op)}
+    return Measurement("sharpness", value, details, meter.cost(), settings, notes)
+
+
+def _basis_megabytes(rows: int, op: Hessian) -> float:
+    """Memory of a Krylov basis of ``rows`` vectors of the operator's size and dtype."""
+    return rows * op.dim * torch.finfo(op.dtype).bits / 8 / 2**20
 
 
 def _per_layer(
