@@ -23,6 +23,7 @@ BENCHMARKS = {
     "lipschitz": ["bench_lipschitz.py", "--out", str(RESULTS / "lipschitz.md")],
     "tracking": ["bench_tracking.py", "--out", str(RESULTS / "tracking.md")],
     "sweep": ["bench_sweep.py"],
+    "distributed": ["bench_distributed.py", "--out", str(RESULTS / "distributed.md")],
     "cli": ["bench_cli.py"],
 }
 HEADER = """# Benchmarks

@@ -608,7 +608,6 @@ class Subject:
         """
         return tuple(self.model.get_parameter(n).detach() for n in self.layout.names)
 
-
     def param_groups(self) -> list[ParamGroup]:
         """The selected parameters grouped by the module that owns them (per-layer pieces)."""
         groups: dict[str, list[str]] = {}
@@ -675,9 +674,7 @@ class Subject:
             named = dict(zip(self.layout.names, theta, strict=True))
         if len(set(self.param_devices)) == 1 and next(iter(named.values())).device == self.device:
             return named
-        return {
-            n: t.to(d) for (n, t), d in zip(named.items(), self.param_devices, strict=True)
-        }
+        return {n: t.to(d) for (n, t), d in zip(named.items(), self.param_devices, strict=True)}
 
     def _extract(self, raw: Any) -> torch.Tensor:
         out = self.output_fn(raw) if self.output_fn is not None else extract_output(raw)

@@ -123,6 +123,7 @@ def test_what_cannot_be_sharded_is_refused_on_every_rank(two_ranks):
         )
         assert rank["other_bn_mode"].startswith("DistributedError: the ranks disagree on bn_mode")
         assert rank["second_derivative"].startswith("RuntimeError")  # never a local value
+        assert rank["train"].startswith("ConfigError: train() updates one process's model")
     assert rank1["nan_on_one_rank"].startswith(
         "DataError: data 'tensors in 3 batches of 6' has NaN or inf"
     )

@@ -131,6 +131,7 @@ def refusals(group) -> dict:
     """The errors a Subject across processes must raise, on every rank alike."""
     from normscope import Subject, measures
     from normscope.distributed import shard
+    from normscope.train import train
 
     from tests.distributed.cases import BATCH, data, model
 
@@ -181,6 +182,7 @@ def refusals(group) -> dict:
             lambda: Subject(model("float64"), (broken, y), batch_size=BATCH, process_group=group)
         ),
         "second_derivative": _error(second_derivative),
+        "train": _error(lambda: train(s, lr=0.1, steps=1)),
         "after_errors": measures.sharpness(s, tol=1e-8).value,
     }
 

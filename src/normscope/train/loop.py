@@ -83,6 +83,12 @@ def _check(optimizer: str, lr: float, steps: int, schedule: str, subject: Subjec
             "reads a loader: train in your own loop and measure with a Tracker, or use 'gd'."
         )
     subject.require_targets("training")
+    if subject.group is not None:
+        raise ConfigError(
+            f"train() updates one process's model, but the Subject spans "
+            f"{subject.group.size} processes: train with DistributedDataParallel in your "
+            "own loop and measure with a Tracker, or train a Subject without process_group."
+        )
 
 
 def train(
