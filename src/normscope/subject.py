@@ -297,6 +297,11 @@ class Subject:
             self._check_sharded_statistics(data)
         self._totals = self._count_totals()
         self.num_terms = self._totals[1]
+        if self.labelled and self.num_terms == 0:  # over every rank: a shard may count none
+            raise DataError(
+                "no target is counted: every label equals ignore_index="
+                f"{getattr(self.loss_fn, 'ignore_index', None)}."
+            )
 
     # ------------------------------------------------------------------ across processes
     @contextlib.contextmanager
@@ -481,11 +486,6 @@ class Subject:
             sizes.append(raw.size)
             counts.append(self._count(raw))
             marks.append(self.source.check_pass(index, raw, None))
-        if self.labelled and sum(counts) == 0:
-            raise DataError(
-                "no target is counted: every label equals ignore_index="
-                f"{getattr(self.loss_fn, 'ignore_index', None)}."
-            )
         return _Scan(tuple(sizes), tuple(counts), tuple(marks))
 
     def _count(self, raw: batch_io.RawBatch) -> int:

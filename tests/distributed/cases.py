@@ -25,6 +25,14 @@ def data(dtype: str):
     return classification_data(n=N, dtype=DTYPES[dtype])
 
 
+def without_counted_terms():
+    """float64 data whose second shard (rank 1's batches) has only ignored labels."""
+    x, y = data("float64")
+    y = y.clone()
+    y[12:] = -100
+    return x, y
+
+
 def model(dtype: str):
     return bn_mlp(DTYPES[dtype])
 

@@ -27,6 +27,7 @@ from tests.distributed.cases import (
     measurements,
     model,
     relative_difference,
+    without_counted_terms,
 )
 from tests.distributed.workers import spawn
 
@@ -90,6 +91,20 @@ def test_streamed_batches_per_rank_equal_one_process_over_the_same_batches(two_r
     x, y = data("float64")
     batches = [(x[i : i + BATCH], y[i : i + BATCH]) for i in range(0, len(x), BATCH)]
     expected = measure_all(Subject(model("float64"), batches, bn_mode="train"), "float64")
+    bad = {
+        label: problems
+        for label in LABELS
+        if (problems := _compare(rank0[label], expected[label], 1e-10))
+    }
+    assert not bad, bad
+
+
+@pytest.mark.timeout(900)
+def test_a_shard_without_counted_terms_takes_part_in_every_sum(two_ranks):
+    rank0, rank1 = two_ranks("shard_without_counted_terms")
+    assert rank0 == rank1
+    s = Subject(model("float64"), without_counted_terms(), batch_size=BATCH)
+    expected = measure_all(s, "float64")
     bad = {
         label: problems
         for label in LABELS

@@ -114,6 +114,19 @@ def streamed_case(group) -> dict:
     return measure_all(s, "float64")
 
 
+def shard_without_counted_terms(group) -> dict:
+    """Rank 1's labels are all ignored: it adds no loss term, yet takes part in every sum."""
+    from normscope import Subject
+    from normscope.distributed import shard
+
+    from tests.distributed.cases import BATCH, measure_all, model, without_counted_terms
+
+    x, y = without_counted_terms()
+    mine = shard((x, y), group, batch_size=BATCH)
+    s = Subject(model("float64"), mine, batch_size=BATCH, process_group=group)
+    return measure_all(s, "float64")
+
+
 def dense_hessian_case(group) -> dict:
     """The dense Hessian by finite differences of the gradient summed over the ranks."""
     from normscope import Subject
@@ -191,5 +204,6 @@ TASKS = {
     "measure_cases": measure_cases,
     "streamed_case": streamed_case,
     "dense_hessian_case": dense_hessian_case,
+    "shard_without_counted_terms": shard_without_counted_terms,
     "refusals": refusals,
 }
