@@ -19,7 +19,7 @@ to normscope's. Each run is a subprocess of its own, so the peak resident memory
 beyond the loaded model and data can be read from ``getrusage``.
 
 Run:  .venv/bin/python benchmarks/bench_transformer.py [--size full]
-      (writes benchmarks/results/transformer-<size>.md)
+      (writes benchmarks/results/transformer.md, or transformer-full.md)
 """
 
 from __future__ import annotations
@@ -250,7 +250,8 @@ def main() -> None:
         rows = [row for row in rows if row[0] != name] + [rows[-1]]
     lines = table(args.size, reference, rows)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"transformer-{args.size}.md").write_text("\n".join(lines))
+    name = "transformer" if args.size == "small" else f"transformer-{args.size}"
+    (RESULTS / f"{name}.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -34,8 +34,12 @@ BENCHMARKS = {
     "lipschitz": ["bench_lipschitz.py", "--out", str(RESULTS / "lipschitz.md")],
     "tracking": ["bench_tracking.py", "--out", str(RESULTS / "tracking.md")],
     "sweep": ["bench_sweep.py"],
+    "distributed": ["bench_distributed.py", "--out", str(RESULTS / "distributed.md")],
     "cli": ["bench_cli.py"],
+    "transformer": ["bench_transformer.py", "--size", "small"],
 }
+# recorded by hand: the full-size GPT-2 run takes about an hour on 2 cores
+EXTRA = ["transformer-full"]
 HEADER = """# Benchmarks
 
 Speed and accuracy of normscope side by side with public peers, each table measured in
@@ -54,7 +58,7 @@ given beside every time. Absolute seconds vary by up to 2x between runs of this 
 
 def assemble() -> None:
     parts = [HEADER]
-    for name in ["run", *BENCHMARKS]:
+    for name in ["run", *BENCHMARKS, *EXTRA]:
         path = RESULTS / f"{name}.md"
         if path.exists():
             text = path.read_text().strip()

@@ -186,3 +186,9 @@ def test_data_is_cast_to_the_model_dtype():
     s = Subject(bn_mlp(torch.float64), (x, y))
     assert s.first_batch().inputs.dtype == torch.float64
     assert s.describe()["dtype"] == "float64"
+
+
+def test_labels_that_are_all_ignored_count_nothing_and_are_refused():
+    x, y = classification_data()
+    with pytest.raises(DataError, match="no target is counted: every label equals ignore_index"):
+        Subject(bn_mlp(), (x, torch.full_like(y, -100)), batch_size=6)

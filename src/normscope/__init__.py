@@ -24,6 +24,7 @@ SUBPACKAGES = (
     "auditing",
     "curvature",
     "data",
+    "distributed",
     "experiments",
     "linalg",
     "measures",

@@ -285,8 +285,11 @@ def measure(
     """Take one measure of one network on one data set.
 
     A measurement that takes more than a few seconds shows its progress on stderr:
-    products done and expected, and the time left.
+    products done and expected, and the time left. Under torchrun
+    (``torchrun --nproc-per-node N -m normscope measure ...``) the measurement spans the N
+    processes, each with its shard of the batches; rank 0 prints.
     """
+    from normscope.distributed.launch import rank_from_env, torchrun_group
     from normscope.experiments.execute import build_subject, run_notes
     from normscope.experiments.plan import plan
     from normscope.experiments.spec import spec_from_dict
@@ -320,12 +323,19 @@ def measure(
     if n is None:
         del raw["subject"]["data"]["n"]
     config = plan(spec_from_dict(raw, source="command line"), source="command line")[0].config
-    with _measuring(name, quiet):
-        subject = build_subject(config)
-        result = get(name)(subject, **config["measures"][0]["options"])
-    _show_measurement(result)
-    for note in run_notes(config):
-        console.print(f"note: {escape(note)}")
+    writer = rank_from_env() == 0
+    try:
+        with torchrun_group() as (group, device), _measuring(name, quiet or not writer):
+            subject = build_subject(config, process_group=group, device=device)
+            result = get(name)(subject, **config["measures"][0]["options"])
+    except NormscopeError:
+        if not writer:  # every rank raises the same error; rank 0 prints it
+            raise typer.Exit(2) from None
+        raise
+    if writer:
+        _show_measurement(result)
+        for note in run_notes(config):
+            console.print(f"note: {escape(note)}")
 
 
 CLAIM_COLUMNS = ("result", "source", "measured", "expected", "points", "R²", "message")

@@ -38,6 +38,10 @@ class StoreError(NormscopeError):
     """A results store that cannot be opened, read or written."""
 
 
+class DistributedError(NormscopeError):
+    """Processes of one measurement that disagree (other models, options) or failed."""
+
+
 def closest_first(name: object, valid: Iterable[str]) -> list[str]:
     """``valid`` ordered by similarity to ``name`` (case-insensitive), most similar first.
 

@@ -54,6 +54,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from normscope.data import batches as batch_io
 from normscope.data.batches import Inputs
 from normscope.data.dataset import Dataset
+from normscope.distributed.group import Group, fingerprint, replicated, sum_over_ranks
 from normscope.errors import (
     ConfigError,
     DataError,
@@ -226,13 +227,22 @@ class Subject:
         class_dim: where cross-entropy finds the classes: ``-1`` (last; language models),
             ``1`` (PyTorch's convention: ``(n, C, d1, ...)``, segmentation), or ``None``
             to read it from the labels' shape (an error when both fit).
+        process_group: a ``torch.distributed`` process group (e.g.
+            ``torch.distributed.group.WORLD``) to measure across: ``data`` is then this
+            rank's shard of the batches (:func:`normscope.distributed.shard`), every rank
+            passes the same model, and data-set sums run over every rank's batches
+            (:mod:`normscope.distributed`). ``None`` (the default, also inside a
+            distributed program): this process alone.
 
     Raises:
         ModelError: not a module, no trainable parameters, non-finite or mixed-dtype
             parameters, a frozen parameter selected.
         DataError: unreadable, empty or non-finite data, labels out of range.
         ShapeError: model and data or loss do not fit together.
-        ConfigError: bad options, or a one-sample batch where batch statistics are used.
+        ConfigError: bad options, or a one-sample batch where batch statistics are used;
+            under a process group, in-memory data without ``batch_size`` where batch
+            statistics are used (full-batch statistics are not synchronized across ranks).
+        DistributedError: ranks that hold different models or options, or a rank that failed.
 
     Example:
         >>> import torch
@@ -257,6 +267,7 @@ class Subject:
         output_fn: Callable[[Any], torch.Tensor] | None = None,
         max_batches: int | None = None,
         class_dim: int | None = None,
+        process_group: Any = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ModelError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -275,22 +286,96 @@ class Subject:
         self.dtype = self._model_dtype()
         self.work_dtype = torch.float32 if self.dtype in HALF_DTYPES else self.dtype
         self.device = self._model_device()
+        # where each selected parameter lives (a model spread over devices has several)
+        self.param_devices = tuple(model.get_parameter(n).device for n in self.layout.names)
         self.data = data if isinstance(data, Dataset) else None
         self.source = batch_io.batch_source(data, batch_size=batch_size, max_batches=max_batches)
         self.batch_size = batch_size
         self._mode_depth = 0
-        self._check_finite_parameters()
-        with preserved_buffers(model):
+        self._scale_invariant: list[ParamGroup] | None = None
+        self.group = Group.of(process_group)
+        with self._together(), preserved_buffers(model):
+            self._check_finite_parameters()
             first = self._first_raw_batch()
             self.labelled = first.targets is not None
             # structural coupling first: a one-sample batch's failure is explained by it
             self.samples_coupled = self._structural_coupling()
             self.output_shape, self.num_outputs = self._check_output(first, grad=True)
             self._scan = self._scan_data(first)
-            self.num_terms = sum(self._scan.counts)
             self.samples_coupled = self.samples_coupled or self._forward_coupling(first)
+        if self.group is not None:
+            self.group.agree(self._replica_description(), None)
+            self.samples_coupled = not self.group.all(not self.samples_coupled)
+        with self._together(), preserved_buffers(model):
             self._check_single_sample_batches()
-        self._scale_invariant: list[ParamGroup] | None = None
+            self._check_sharded_statistics(data)
+        self._totals = self._count_totals()
+        self.num_terms = self._totals[1]
+        if self.labelled and self.num_terms == 0:  # over every rank: a shard may count none
+            raise DataError(
+                "no target is counted: every label equals ignore_index="
+                f"{getattr(self.loss_fn, 'ignore_index', None)}."
+            )
+
+    # ------------------------------------------------------------------ across processes
+    @contextlib.contextmanager
+    def _together(self) -> Iterator[None]:
+        """Checks that may fail on one rank only: the failure is raised on every rank."""
+        if self.group is None:
+            yield
+            return
+        try:
+            yield
+        except Exception as err:
+            self.group.agree(None, err)
+        self.group.agree(None, None)
+
+    def _replica_description(self) -> dict[str, object]:
+        """What every rank must share: the model, its values, the options and data kind."""
+        return {
+            "parameters": tuple(
+                (n, tuple(shape))
+                for n, shape in zip(self.layout.names, self.layout.shapes, strict=True)
+            ),
+            "dtype": str(self.dtype),
+            "bn_mode": self.bn_mode,
+            "loss": self.loss_name,
+            "labelled": self.labelled,
+            "output shape": self.output_shape,
+            "batch_size": self.batch_size,
+            "streamed data": self.source.streamed,
+            "parameter values": fingerprint([p for _, p in self.model.named_parameters()]),
+            "buffer values": fingerprint([b for _, b in self.model.named_buffers()]),
+        }
+
+    def _check_sharded_statistics(self, data: Any) -> None:
+        """Refuse full-batch statistics split across ranks (they are not synchronized)."""
+        if self.group is None or not self.samples_coupled:
+            return
+        if batch_io.in_memory(data) and self.batch_size is None:
+            raise ConfigError(
+                "the model normalizes with batch statistics (samples are coupled) and the "
+                f"in-memory data has no batch_size, so each of the {self.group.size} ranks "
+                "would normalize its shard with the shard's own statistics instead of the "
+                "whole data set's: full-batch statistics are not synchronized across "
+                "processes. Set batch_size (each batch normalizes with its own statistics, "
+                "exactly as in one process), use bn_mode='eval', or measure in one process."
+            )
+
+    def _count_totals(self) -> tuple[int, int, int]:
+        """Samples, counted loss terms and batches over every rank's shard."""
+        local = (sum(self._scan.sizes), sum(self._scan.counts), len(self._scan.sizes))
+        if self.group is None:
+            return local
+        return tuple(int(v) for v in self.group.sum_numbers(local, dtype=torch.int64))
+
+    def sum_over_shards(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` summed over the ranks' shards under a process group; ``t`` itself otherwise.
+
+        A data-set sum is the sum of every rank's part: operators call this on their
+        batches' weighted sum, so that every rank holds the same result.
+        """
+        return t if self.group is None else self.group.sum(t)
 
     # ------------------------------------------------------------------ validation
     def _select_params(self, params: str | Sequence[str] | None) -> ParamLayout:
@@ -488,11 +573,6 @@ class Subject:
             sizes.append(raw.size)
             counts.append(self._count(raw))
             marks.append(self.source.check_pass(index, raw, None))
-        if self.labelled and sum(counts) == 0:
-            raise DataError(
-                "no target is counted: every label equals ignore_index="
-                f"{getattr(self.loss_fn, 'ignore_index', None)}."
-            )
         return _Scan(tuple(sizes), tuple(counts), tuple(marks))
 
     def _count(self, raw: batch_io.RawBatch) -> int:
@@ -528,7 +608,7 @@ class Subject:
         if changed is None:
             return False
         with torch.no_grad():
-            theta = self.theta
+            theta = self.params
             before, after = self.output(theta, inputs)[1:], self.output(theta, changed)[1:]
         tol = 1e-3 if self.dtype in HALF_DTYPES else 1e-5
         scale = float(before.abs().max()) if before.numel() else 0.0
@@ -543,7 +623,7 @@ class Subject:
             inputs = batch_io.move(raw.inputs, self.device, self.dtype)
             try:
                 with torch.no_grad():
-                    self.output(self.theta, inputs)
+                    self.output(self.params, inputs)
             except (RuntimeError, ValueError) as err:
                 raise self._one_sample_error(index, err) from err
 
@@ -554,11 +634,13 @@ class Subject:
 
     @property
     def num_samples(self) -> int:
-        return sum(self._scan.sizes)
+        """Samples of the data (of every rank's shard under a process group)."""
+        return self._totals[0]
 
     @property
     def num_batches(self) -> int:
-        return len(self._scan.sizes)
+        """Batches of the data (of every rank's shard under a process group)."""
+        return self._totals[2]
 
     @property
     def has_batch_norm(self) -> bool:
@@ -587,15 +669,24 @@ class Subject:
             out["num_terms"] = self.num_terms
         if self.output_fn is not None:
             out["output_fn"] = getattr(self.output_fn, "__qualname__", repr(self.output_fn))
+        if self.group is not None:
+            out |= self.group.describe()
         return out
 
     # ------------------------------------------------------------------ functional view
     @property
     def theta(self) -> torch.Tensor:
-        """The selected parameters as one flat, detached vector (a copy)."""
-        return torch.cat(
-            [self.model.get_parameter(n).detach().reshape(-1) for n in self.layout.names]
-        ).clone()
+        """The selected parameters as one flat, detached vector (a copy) on :attr:`device`."""
+        return torch.cat([p.reshape(-1).to(self.device) for p in self.params]).clone()
+
+    @property
+    def params(self) -> tuple[torch.Tensor, ...]:
+        """The selected parameters, detached, each where it lives (no copy).
+
+        :meth:`output` takes them as they are: the per-parameter form of ``theta`` for a
+        model whose parameters sit on several devices.
+        """
+        return tuple(self.model.get_parameter(n).detach() for n in self.layout.names)
 
     def param_groups(self) -> list[ParamGroup]:
         """The selected parameters grouped by the module that owns them (per-layer pieces)."""
@@ -644,19 +735,33 @@ class Subject:
                 if track is not None:
                     m.track_running_stats = track
 
-    def output(self, theta: torch.Tensor, inputs: Inputs) -> torch.Tensor:
-        """``f(theta; inputs)`` for one batch (batch statistics span all of it)."""
+    def output(self, theta: torch.Tensor | Sequence[torch.Tensor], inputs: Inputs) -> torch.Tensor:
+        """``f(theta; inputs)`` for one batch (batch statistics span all of it).
+
+        ``theta`` is the flat vector, or one tensor per selected parameter (shaped like it,
+        in layout order). Each parameter's part is used on that parameter's device, so a
+        model spread over several devices runs where its layers are.
+        """
         return self._extract(self._raw_output(theta, inputs))
 
-    def _raw_output(self, theta: torch.Tensor, inputs: Inputs) -> Any:
+    def _raw_output(self, theta: torch.Tensor | Sequence[torch.Tensor], inputs: Inputs) -> Any:
         args, kwargs = batch_io.call_arguments(inputs)
-        params = self.layout.unflatten(theta)
+        params = self._named(theta)
         # every name a selected parameter has (a tied weight, a module registered twice)
         # gets the same tensor; torch.func's own weight tying turns an aliased module's
         # parameters into plain tensors for good, so it is off
         params |= {alias: params[name] for alias, name in self._aliases.items()}
         with self.modes():
             return functional_call(self.model, params, args, kwargs, tie_weights=False)
+
+    def _named(self, theta: torch.Tensor | Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        if isinstance(theta, torch.Tensor):
+            named = self.layout.unflatten(theta)
+        else:
+            named = dict(zip(self.layout.names, theta, strict=True))
+        if len(set(self.param_devices)) == 1 and next(iter(named.values())).device == self.device:
+            return named
+        return {n: t.to(d) for (n, t), d in zip(named.items(), self.param_devices, strict=True)}
 
     def _extract(self, raw: Any) -> torch.Tensor:
         if self.output_fn is None:
@@ -722,15 +827,28 @@ class Subject:
         return self.loss_fn.value(out, targets)
 
     def loss(self, theta: torch.Tensor | None = None) -> torch.Tensor:
-        """``L(theta)``: the weighted mean of the per-batch mean losses."""
+        """``L(theta)``: the weighted mean of the per-batch mean losses.
+
+        Under a process group the sum runs over every rank's batches: the value is
+        summed over the ranks, and reverse-mode autograd through it (first order) gives
+        the full gradient on every rank, the parameter gradient being summed over the
+        ranks in the backward pass as in DDP. Second derivatives through it are refused
+        (the curvature operators sum their own products).
+        """
         theta = self.theta if theta is None else theta
+        if self.group is not None:
+            theta = replicated(theta, self.group)
         total = None
         with self.modes():
             for b in self.loss_batches():
                 term = b.weight * self.loss_of(self.output(theta, b.inputs), b.targets)
                 term = term.to(self.work_dtype)
                 total = term if total is None else total + term
-        return total
+        if self.group is None:
+            return total
+        if total is None:  # no counted term here: a zero that still reaches theta's gradient
+            total = (theta.sum() * 0).to(self.work_dtype)
+        return sum_over_ranks(total, self.group)
 
     def batch_norm_in_epsilon_regime(self, ratio: float = 10.0) -> list[str]:
         """Batch-norm layers that do not normalize on this data: the epsilon regime.
@@ -764,7 +882,7 @@ class Subject:
             return found
         try:
             with torch.no_grad():
-                self.output(self.theta, self.first_batch().inputs)
+                self.output(self.params, self.first_batch().inputs)
         finally:
             for h in hooks:
                 h.remove()

@@ -24,6 +24,10 @@ The non-zero eigenvalues of ``F`` (``P x P``) are those of the dual Gram ``A A^T
 Fisher eigenvector ``v = A^T u / sqrt(lambda)``. With batch norm in train mode ``J`` is the
 Jacobian of the whole-batch function (samples are coupled).
 
+Under a process group (:mod:`normscope.distributed`) the ``r`` rows of ``A`` are every
+rank's rows, rank after rank: ``A^T w`` is summed over the ranks (each computing its
+own rows' part) and ``A v`` is gathered, so every rank holds the same vectors.
+
 Example:
     >>> import torch
     >>> from normscope import Subject
@@ -82,11 +86,14 @@ class FisherFactor:
             (math.sqrt(p.weight), loss.fisher_factor(p.outputs.to(self.dtype), p.targets, kind))
             for p in self.jacobian.parts
         ]
+        local = sum(f.rows for _, f in self.factors)
+        group = subject.group
+        self.row_sizes = [local] if group is None else group.sizes(local)
 
     @property
     def num_rows(self) -> int:
-        """``r``: the size of the dual Gram matrix."""
-        return sum(f.rows for _, f in self.factors)
+        """``r``: the size of the dual Gram matrix (over every rank's batches)."""
+        return sum(self.row_sizes)
 
     @property
     def num_params(self) -> int:
@@ -94,7 +101,10 @@ class FisherFactor:
 
     def transpose_apply(self, w: Tensor) -> Tensor:
         """``A^T w`` for each row of ``w (k, r)``: ``(k, P)``."""
-        pieces = torch.split(w.to(self.dtype), [f.rows for _, f in self.factors], dim=1)
+        group = self.subject.group
+        w = w.to(self.dtype)
+        local = w if group is None else group.columns(w, self.row_sizes)
+        pieces = torch.split(local, [f.rows for _, f in self.factors], dim=1)
         us = [s * f.transpose(piece) for (s, f), piece in zip(self.factors, pieces, strict=True)]
         return self.jacobian.vjp_parts(us)
 
@@ -102,7 +112,9 @@ class FisherFactor:
         """``A v`` for each row of ``v (k, P)``: ``(k, r)``."""
         tangents = self.jacobian.jvp_parts(v.to(self.dtype))
         rows = [s * f.apply(t) for (s, f), t in zip(self.factors, tangents, strict=True)]
-        return torch.cat(rows, dim=1)
+        local = torch.cat(rows, dim=1)
+        group = self.subject.group
+        return local if group is None else group.concat(local, self.row_sizes)
 
     def gram_apply(self, w: Tensor) -> Tensor:
         """``A A^T w`` for each row of ``w (k, r)``: the dual Gram operator."""
@@ -174,7 +186,9 @@ def _activation_elements(subject: Subject) -> int:
     finally:
         for h in handles:
             h.remove()
-    return counted[0]
+    # ranks must batch the same number of products: the largest first batch decides
+    group = subject.group
+    return counted[0] if group is None else group.maximum(counted[0])
 
 
 def fits_dense(factor: FisherFactor, max_memory_mb: float) -> bool:

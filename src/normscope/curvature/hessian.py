@@ -21,6 +21,16 @@ that product and sum instead of PyTorch's fused kernel, whose double backward
 implements the general batch-statistics formula and costs ~10 % of a product on the
 MLP 784-512-512-512-10 and ~30 % on the batch-norm CNN of
 ``benchmarks/bench_hessian.py``. The value is the same function, to rounding.
+
+Vectors are per parameter inside (:mod:`normscope.curvature.placement`): the
+linearization has one leaf per selected parameter, on that parameter's device, so a model
+spread over several devices is differentiated where its layers are; ``matvec`` and
+``matmat`` take and give flat vectors on the operator's vector device (the model's, or the
+host with ``vector_device="cpu"``, which keeps an eigensolver's basis off the
+accelerators), and :meth:`Hessian.product` takes and gives the per-parameter form.
+
+Under a process group (:mod:`normscope.distributed`) each rank linearizes its own
+batches and every product is summed over the ranks, so all ranks hold the same ``H v``.
 """
 
 from __future__ import annotations
@@ -34,10 +44,13 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from normscope.curvature.operator import Operator
+from normscope.curvature.placement import Placement
 from normscope.measurement import CostMeter
 from normscope.subject import Batch, Subject
 
-Closure = Callable[[torch.Tensor], torch.Tensor]
+Pieces = list[torch.Tensor]
+"""A parameter-space vector as one tensor per selected parameter, each on its device."""
+Closure = Callable[[Pieces, bool], Pieces]
 # the signature of torch.nn.functional.batch_norm, in order
 _BATCH_NORM_ARGS = (
     "input",
@@ -51,8 +64,10 @@ _BATCH_NORM_ARGS = (
 )
 
 
-def batch_loss(subject: Subject, batch: Batch) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``theta -> L_b(theta)``: the mean loss of one batch, evaluated as one batch."""
+def batch_loss(subject: Subject, batch: Batch) -> Callable[[torch.Tensor | Pieces], torch.Tensor]:
+    """``theta -> L_b(theta)``: the mean loss of one batch, evaluated as one batch.
+
+    ``theta`` is flat or per parameter (:meth:`Subject.output`)."""
     return lambda theta: subject.loss_of(subject.output(theta, batch.inputs), batch.targets)
 
 
@@ -104,6 +119,8 @@ class Hessian(Operator):
             backward pass per batch and product for the memory of a single graph.
             Default: cache in-memory data, re-linearize data streamed from a loader
             (whose memory then stays that of one batch).
+        vector_device: where ``matvec`` / ``matmat`` take and give flat vectors (default:
+            the model's first device); products still run where the parameters are.
 
     Example:
         >>> import torch
@@ -127,29 +144,37 @@ class Hessian(Operator):
         meter: CostMeter | None = None,
         *,
         cache_graphs: bool | None = None,
+        vector_device: torch.device | str | None = None,
     ) -> None:
         super().__init__(
             subject.num_params,
             subject.work_dtype,
-            subject.device,
+            torch.device(vector_device) if vector_device is not None else subject.device,
             meter,
             product_dtype=subject.dtype,
         )
         self.subject = subject
-        self.theta = subject.theta
+        self.placement = Placement(subject)
         self.cache_graphs = not subject.source.streamed if cache_graphs is None else cache_graphs
 
-    def _linearize(self, batch: Batch) -> tuple[torch.Tensor, Closure]:
-        leaf = self.theta.detach().requires_grad_(True)
+    @property
+    def theta(self) -> torch.Tensor:
+        """The point ``theta`` the Hessian is taken at, flat on the vector device."""
+        return self.subject.theta.to(self.device)
+
+    def _linearize(self, batch: Batch) -> tuple[Pieces, Closure]:
+        # a copy: the linearization is of theta as it is now, whatever the model does next
+        leaves = [p.clone().requires_grad_(True) for p in self.subject.params]
         with torch.enable_grad(), _linearization_mode(self.subject):
-            loss = batch_loss(self.subject, batch)(leaf)
-            g = torch.autograd.grad(loss, leaf, create_graph=True)[0]
+            loss = batch_loss(self.subject, batch)(leaves)
+            g = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
         self.meter.add("forward")
         self.meter.add("backward")
-        return g.detach(), _double_backward(g, leaf)
+        g = [torch.zeros_like(x) if gi is None else gi for gi, x in zip(g, leaves, strict=True)]
+        return [gi.detach() for gi in g], _double_backward(g, leaves)
 
     @cached_property
-    def _linearized(self) -> list[tuple[float, torch.Tensor, Closure]]:
+    def _linearized(self) -> list[tuple[float, Pieces, Closure]]:
         return [(b.weight, *self._linearize(b)) for b in self.subject.loss_batches()]
 
     def _closures(self):
@@ -167,45 +192,87 @@ class Hessian(Operator):
             terms = ((w, g) for w, g, _ in self._linearized)
         else:
             terms = ((b.weight, self._linearize(b)[0]) for b in self.subject.loss_batches())
-        return _weighted_sum((w, g.to(self.dtype)) for w, g in terms)
+        blocks = self._summed((w, self.placement.blocks(g)) for w, g in terms)
+        return self.placement.flat(blocks, self.device)
+
+    def product(self, vs: Pieces) -> Pieces:
+        """``H v`` with ``v`` given per parameter: a tensor shaped like each selected
+        parameter, on its device, in the model's dtype, with an optional leading batch
+        dimension ``(k, *shape)`` for ``k`` vectors. Returns ``H v`` in the same form.
+
+        The products of models spread over several devices are computed where the
+        parameters live; ``matvec`` / ``matmat`` wrap this for flat vectors on the
+        operator's vector device.
+        """
+        batch = vs[0].ndim > len(self.subject.layout.shapes[0])
+        self.meter.add(self.kind, vs[0].shape[0] if batch else 1)
+        return self.placement.unblock(self._products(vs, batch))
+
+    def _products(self, vs: Pieces, batch: bool) -> list[torch.Tensor]:
+        """``sum_b w_b H_b v`` per device block, over this rank's batches and every rank's."""
+        return self._summed(
+            (w, [t.to(self.dtype) for t in self.placement.blocks(fn(vs, batch))])
+            for w, fn in self._closures()
+        )
+
+    def _apply_flat(self, vs: torch.Tensor, batch: bool) -> torch.Tensor:
+        pieces = self.placement.pieces(vs, self.product_dtype)
+        return self.placement.flat(self._products(pieces, batch), self.device)
 
     def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(v).to(self.dtype)) for w, fn in self._closures())
+        return self._apply_flat(v, batch=False)
 
     def _matmat(self, vs: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._chunk(c) for c in torch.split(vs, self.chunk_size)])
+        return torch.cat(
+            [self._apply_flat(c, batch=True) for c in torch.split(vs, self.chunk_size)]
+        )
 
-    def _chunk(self, vs: torch.Tensor) -> torch.Tensor:
-        return _weighted_sum((w, fn(vs).to(self.dtype)) for w, fn in self._closures())
+    def _summed(self, terms) -> list[torch.Tensor]:
+        """``sum_b w_b t_b`` of per-device blocks over this rank's batches, then every rank's."""
+        total = None
+        for w, blocks in terms:
+            blocks = blocks if w == 1.0 else [w * t for t in blocks]
+            total = blocks if total is None else [a + b for a, b in zip(total, blocks, strict=True)]
+        if total is None:  # no counted loss term in this rank's shard
+            total = [
+                torch.zeros(
+                    sum(self.subject.layout.numels[i] for i in idx), dtype=self.dtype, device=d
+                )
+                for d, idx in self.placement.groups
+            ]
+        return [self.subject.sum_over_shards(t) for t in total]
 
 
-def _double_backward(g: torch.Tensor, leaf: torch.Tensor) -> Closure:
-    """``v -> d(g . v)/d leaf`` for ``v (P,)`` or a batch ``(k, P)``, through ``g``'s graph."""
-    if not g.requires_grad:  # the gradient does not depend on theta: H = 0
-        return torch.zeros_like
+def _double_backward(g: Pieces, leaves: Pieces) -> Closure:
+    """``(v, batch) -> d(g . v)/d leaves`` per parameter, through ``g``'s graph.
 
-    def product(v: torch.Tensor) -> torch.Tensor:
-        if v.ndim == 1:
-            # the gradient of the scalar g . v, not grad(g, leaf, v): passing v as a
+    ``v`` holds one tensor per parameter, with a leading dimension ``k`` when ``batch``.
+    Only the parts of ``g`` that depend on ``theta`` take part; the rest of ``H`` is zero.
+    """
+    live = [i for i, gi in enumerate(g) if gi.requires_grad]
+
+    def product(vs: Pieces, batch: bool) -> Pieces:
+        if not live:  # the gradient does not depend on theta: H = 0
+            return [torch.zeros_like(v) for v in vs]
+        if not batch:
+            # the gradient of the scalar g . v, not grad(g, leaves, v): passing v as a
             # grad_output makes torch import sympy on first use, ~2 s on one CPU thread
-            (out,) = torch.autograd.grad(g @ v, leaf, retain_graph=True, allow_unused=True)
-            return torch.zeros_like(v) if out is None else out
+            dot = sum((g[i] * vs[i]).sum() for i in live)
+            found = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
+            return [torch.zeros_like(v) if f is None else f for f, v in zip(found, vs, strict=True)]
         try:
-            (out,) = torch.autograd.grad(
-                g, leaf, v, retain_graph=True, allow_unused=True, is_grads_batched=True
+            found = torch.autograd.grad(
+                [g[i] for i in live],
+                leaves,
+                [vs[i] for i in live],
+                retain_graph=True,
+                allow_unused=True,
+                is_grads_batched=True,
             )
         except RuntimeError:
             # ops without a batching rule: one product per vector
-            return torch.stack([product(u) for u in v])
-        return torch.zeros_like(v) if out is None else out
+            rows = [product([v[j] for v in vs], False) for j in range(vs[0].shape[0])]
+            return [torch.stack(parts) for parts in zip(*rows, strict=True)]
+        return [torch.zeros_like(v) if f is None else f for f, v in zip(found, vs, strict=True)]
 
     return product
-
-
-def _weighted_sum(terms) -> torch.Tensor:
-    """``sum_b w_b t_b``, skipping the scaling for the usual single batch of weight 1."""
-    total = None
-    for w, t in terms:
-        t = t if w == 1.0 else w * t
-        total = t if total is None else total + t
-    return total

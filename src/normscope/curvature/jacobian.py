@@ -6,6 +6,11 @@ Jacobians. With several batches (``batch_size``, a DataLoader) each batch is its
 function (its own batch statistics) and ``J`` stacks their Jacobians. Outputs of any
 shape are flattened batch by batch, in batch then row-major order: ``J`` has
 ``D = sum_b numel(f(theta; X_b))`` rows.
+
+Under a process group (:mod:`normscope.distributed`) the rows are every rank's batches,
+rank after rank: the per-batch forms (``jvp_parts``) stay local to the rank's batches,
+``J^T u`` is summed over the ranks, and the flat forms take and give vectors of all ``D``
+rows, the same on every rank.
 """
 
 from __future__ import annotations
@@ -83,10 +88,17 @@ class OutputJacobian:
         """Every batch's outputs and targets, in order."""
         return [p for p, _, _ in self._linearized]
 
+    @cached_property
+    def row_sizes(self) -> list[int]:
+        """Rows of ``J`` held by each rank, in rank order (one entry in one process)."""
+        local = sum(p.size for p in self.parts)
+        group = self.subject.group
+        return [local] if group is None else group.sizes(local)
+
     @property
     def out_dim(self) -> int:
-        """``D``: the rows of ``J``."""
-        return sum(p.size for p in self.parts)
+        """``D``: the rows of ``J`` (over every rank's batches)."""
+        return sum(self.row_sizes)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -94,7 +106,10 @@ class OutputJacobian:
 
     @property
     def outputs_finite(self) -> bool:
-        return all(bool(torch.isfinite(p.outputs).all()) for p in self.parts)
+        """Whether every output (of every rank's batches) is finite."""
+        local = all(bool(torch.isfinite(p.outputs).all()) for p in self.parts)
+        group = self.subject.group
+        return local if group is None else group.all(local)
 
     def _batches(self):
         """``(part, inputs, pullback)`` per batch, re-reading streamed data."""
@@ -117,26 +132,42 @@ class OutputJacobian:
         return [t.to(self.dtype) for t in out]
 
     def vjp_parts(self, us: list[Tensor]) -> Tensor:
-        """``J^T u`` for per-batch ``us`` (each ``(k, n_b, *out)``): returns ``(k, P)``."""
+        """``J^T u`` for per-batch ``us`` (each ``(k, n_b, *out)``): returns ``(k, P)``.
+
+        ``us`` covers this rank's batches; the result is summed over the ranks. Rows of a
+        batch's ``u`` that are zero (unit vectors that pick another batch's rows) add
+        nothing and are skipped.
+        """
         k = us[0].shape[0]
         self.meter.add("vjp", k)
         total = torch.zeros(k, self.subject.num_params, dtype=self.dtype, device=self.theta.device)
         with self.subject.modes():
             for (part, inputs, pullback), u in zip(self._batches(), us, strict=True):
+                active = u.reshape(k, -1).ne(0).any(dim=1)
+                if not bool(active.any()):
+                    continue
                 if pullback is None:
                     _, pullback = vjp(self._map(inputs), self.theta)
                 u = u.to(self.subject.dtype).reshape(k, *part.outputs.shape)
-                total += batched(lambda w, fn=pullback: fn(w)[0])(u).to(self.dtype)
-        return total
+                pulled = batched(lambda w, fn=pullback: fn(w)[0])
+                if bool(active.all()):
+                    total += pulled(u).to(self.dtype)
+                else:
+                    total[active] += pulled(u[active]).to(self.dtype)
+        return self.subject.sum_over_shards(total)
 
     def jvp_batched(self, vs: Tensor) -> Tensor:
         """``J v`` for each row of ``vs (k, P)``: ``(k, D)``."""
-        return torch.cat([t.reshape(vs.shape[0], -1) for t in self.jvp_parts(vs)], dim=1)
+        local = torch.cat([t.reshape(vs.shape[0], -1) for t in self.jvp_parts(vs)], dim=1)
+        group = self.subject.group
+        return local if group is None else group.concat(local, self.row_sizes)
 
     def vjp_batched(self, us: Tensor) -> Tensor:
         """``J^T u`` for each row of ``us (k, D)``: ``(k, P)``."""
+        group = self.subject.group
+        local = us if group is None else group.columns(us, self.row_sizes)
         sizes = [p.size for p in self.parts]
-        return self.vjp_parts(list(torch.split(us, sizes, dim=1)))
+        return self.vjp_parts(list(torch.split(local, sizes, dim=1)))
 
     def jvp(self, v: Tensor) -> Tensor:
         """``J v`` as a flat ``(D,)`` vector."""

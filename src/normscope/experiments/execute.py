@@ -132,11 +132,17 @@ def on_split(subject, config: dict[str, Any], split: str | None):
     )
 
 
-def build_subject(config: dict[str, Any]):
+def build_subject(config: dict[str, Any], *, process_group: Any = None, device: Any = None):
     """The Subject of a resolved config; fills ``net.input_shape``/``output_dim`` from the
-    data when they are missing (the filled values are written back into ``config``)."""
+    data when they are missing (the filled values are written back into ``config``).
+
+    Under ``process_group`` every rank builds the same network and data and keeps its
+    shard of the batches (:func:`normscope.distributed.shard`); ``device`` is where the
+    network goes (default: where it is built, the CPU).
+    """
 
     from normscope import nets
+    from normscope.distributed import shard
     from normscope.subject import Subject
 
     sub = config["subject"]
@@ -145,13 +151,16 @@ def build_subject(config: dict[str, Any]):
     net.setdefault("input_shape", list(dataset.input_shape))
     net.setdefault("output_dim", dataset.output_dim)
     model = nets.build({**net, "dtype": sub["dtype"]})
+    if device is not None:
+        model = model.to(device)
     return Subject(
         model,
-        dataset,
+        shard(dataset, process_group, batch_size=sub["batch_size"]),
         loss=sub["loss"],
         bn_mode=sub["bn_mode"],
         batch_size=sub["batch_size"],
         params=sub["params"],
+        process_group=process_group,
     )
 
 

@@ -193,6 +193,7 @@ def _lanczos_spectrum(
     "fisher_spectrum",
     family="fisher",
     paper="karakida2019",
+    sharded=True,
     quick={"k": 3},
     derives=("k",),
     options={
@@ -283,6 +284,7 @@ def fisher_spectrum(
     "fisher_trace",
     family="fisher",
     paper="karakida2019",
+    sharded=True,
     options={
         "kind": Choice(KINDS),
         "num_probes": Optional(Integer(low=2)),
@@ -337,6 +339,7 @@ def _exact_fisher_diagonal(factor: FisherFactor, chunk: int) -> Tensor:
     "sample_gradient_norms",
     family="fisher",
     paper="karakida2019",
+    sharded=True,
     options={"max_memory_mb": POSITIVE},
 )
 def sample_gradient_norms(

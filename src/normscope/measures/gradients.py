@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import torch
-from torch.func import grad
 
+from normscope.curvature import loss_gradient
 from normscope.data import batches as batch_io
 from normscope.measurement import CostMeter, Measurement
 from normscope.measures.constraints import SEED
@@ -59,7 +59,13 @@ def _weighted_layers(subject: Subject) -> list[tuple[str, list[str]]]:
     return out
 
 
-@register("gradient_norms", family="gradients", paper="meterez2024", options={"seed": SEED})
+@register(
+    "gradient_norms",
+    family="gradients",
+    paper="meterez2024",
+    options={"seed": SEED},
+    sharded=True,
+)
 def gradient_norms(subject: Subject, *, seed: int = 0) -> Measurement:
     """log ||dL/dW_1||, with ||dL/dW_l|| of every layer and their rate of explosion (meterez2024).
 
@@ -81,8 +87,7 @@ def gradient_norms(subject: Subject, *, seed: int = 0) -> Measurement:
     theta = subject.theta
     found = _weighted_layers(subject)
     meter.add("forward")
-    with subject.modes():
-        gradient = grad(subject.loss)(theta).detach().to(torch.float64)
+    gradient = loss_gradient(subject, theta).to(torch.float64)
     meter.add("backward")
     notes: list[str] = []
     norms = np.array(

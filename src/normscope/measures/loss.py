@@ -22,7 +22,14 @@ def _counted(subject: Subject, targets: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(targets, dtype=torch.bool)
 
 
-@register("loss", family="loss")
+def _over_ranks(subject: Subject, total: torch.Tensor, correct: float, counted: int, labels: bool):
+    """The loss, correct and counted labels summed over every rank's batches."""
+    summed = subject.group.sum_numbers([float(total), correct, counted, float(not labels)])
+    value = torch.tensor(summed[0], dtype=total.dtype)
+    return value, summed[1], int(summed[2]), summed[3] == 0
+
+
+@register("loss", family="loss", sharded=True)
 def loss(subject: Subject) -> Measurement:
     """Empirical risk ``L(theta)``, the mean loss over all counted terms; accuracy in details.
 
@@ -45,6 +52,10 @@ def loss(subject: Subject) -> Measurement:
                 counted = _counted(subject, b.targets)
                 correct += float(((scores.argmax(dim=-1) == b.targets) & counted).sum())
                 counted_terms += int(counted.sum())
+    if subject.group is not None:
+        total, correct, counted_terms, labels = _over_ranks(
+            subject, total, correct, counted_terms, labels
+        )
     details = {}
     if labels and counted_terms:
         details["accuracy"] = correct / counted_terms

@@ -86,7 +86,8 @@ class MeasureInfo:
     accepted (with a note) to the new ones; ``derives`` names options whose recorded
     setting is resolved by the measure (a default of ``None`` made concrete, a cap).
     Capabilities: ``warm_start`` (takes ``init_vectors``, returns ``eigenvectors``),
-    ``takes_lr`` (the Tracker passes the learning rate), ``needs_labels``.
+    ``takes_lr`` (the Tracker passes the learning rate), ``needs_labels``, ``sharded``
+    (runs on a Subject that spans several processes, :mod:`normscope.distributed`).
     """
 
     name: str
@@ -101,6 +102,7 @@ class MeasureInfo:
     takes_lr: bool = False
     renamed: Mapping[str, str] = field(default_factory=dict)
     derives: tuple[str, ...] = ()
+    sharded: bool = False
 
 
 _REGISTRY: dict[str, MeasureInfo] = {}
@@ -118,6 +120,7 @@ def register(
     quick: dict[str, Any] | None = None,
     renamed: Mapping[str, str] | None = None,
     derives: tuple[str, ...] = (),
+    sharded: bool = False,
 ) -> Callable[[MeasureFn], MeasureFn]:
     """Decorator that adds a measure to the registry under ``name`` and returns its
     checked callable.
@@ -125,7 +128,9 @@ def register(
     ``options`` declares a constraint for every keyword option of the function, no more
     and no less (``None``: the function takes none); the declaration is checked against
     the signature when the module is imported (as are the capabilities), so it cannot
-    drift from the code.
+    drift from the code. ``sharded=True`` declares that every data-set sum the measure
+    takes goes through the Subject's operators or loss, which sum over the ranks of a
+    process group; other measures refuse a Subject that spans several processes.
     """
 
     def add(fn: MeasureFn) -> MeasureFn:
@@ -147,6 +152,7 @@ def register(
             takes_lr,
             MappingProxyType(dict(renamed or {})),
             tuple(derives),
+            sharded,
         )
         _check_declaration(info)
         _REGISTRY[name] = info
@@ -262,6 +268,14 @@ def _check_subject(measure: MeasureInfo, subject: Any) -> None:
             f"measure {measure.name!r} takes a normscope.Subject, got "
             f"{type(subject).__name__}: wrap model and data as Subject(model, (x, y), "
             "loss=...)."
+        )
+    if subject.group is not None and not measure.sharded:
+        sharded = ", ".join(n for n in names() if _REGISTRY[n].sharded)
+        raise ConfigError(
+            f"measure {measure.name!r} is not sharded across processes: on a Subject that "
+            f"spans {subject.group.size} processes it would see only this rank's batches. "
+            "Take it on a Subject without process_group (one process, all the data), or "
+            f"take a sharded measure ({sharded})."
         )
     if measure.needs_labels and not subject.labelled:
         free = ", ".join(n for n in names() if not _REGISTRY[n].needs_labels)

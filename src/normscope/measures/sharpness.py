@@ -57,6 +57,7 @@ def _as_start(init_vectors, subject: Subject) -> torch.Tensor | None:
 
 
 WHICH = ("largest", "smallest", "both")
+BASIS_DEVICES = ("model", "cpu")
 _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_ends"}
 
 
@@ -65,6 +66,7 @@ _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_en
     family="sharpness",
     paper="cohen2021 (edge of stability); lyu2022",
     warm_start=True,
+    sharded=True,
     quick={"k": 2, "tol": 1e-3, "per_layer": True},
     options={
         "k": COUNT,
@@ -74,6 +76,7 @@ _LANCZOS_WHICH = {"largest": "largest", "smallest": "smallest", "both": "both_en
         "init_vectors": Optional(Vectors()),
         "return_vectors": Flag(),
         "per_layer": Flag(),
+        "basis_device": Choice(BASIS_DEVICES),
         "seed": SEED,
     },
 )
@@ -87,6 +90,7 @@ def sharpness(
     init_vectors: np.ndarray | torch.Tensor | None = None,
     return_vectors: bool = False,
     per_layer: bool = False,
+    basis_device: str = "model",
     seed: int = 0,
 ) -> Measurement:
     """``lambda_max(H)``, the largest Hessian eigenvalue of ``L`` (and the top ``k``), by Lanczos.
@@ -119,6 +123,11 @@ def sharpness(
             module, all others fixed), in ``details["layer_names"]`` /
             ``details["layer_values"]``. The blocks share one linearization of the loss,
             so no extra forward pass is made per layer.
+        basis_device: where Lanczos keeps its basis (``max_iter`` vectors of ``P``
+            numbers): ``"model"`` (the model's device) or ``"cpu"`` (host memory, for a
+            model whose accelerator has no room for it; each product then moves one
+            vector there and back). Products run where the parameters are either way.
+            ``settings["basis_memory_mb"]`` states the memory the basis took.
         seed: seeds the random start vector.
 
     Example:
@@ -134,7 +143,7 @@ def sharpness(
         True
     """
     meter = CostMeter()
-    op = Hessian(subject, meter)
+    op = Hessian(subject, meter, vector_device="cpu" if basis_device == "cpu" else None)
     wanted = 2 * k if which == "both" else k
     meter.expect(max_iter or default_max_iter(op.dim, wanted))
     result = lanczos(
@@ -166,7 +175,13 @@ def sharpness(
         end = "smallest" if which == "smallest" else "largest"
         details.update(_per_layer(subject, op, end, tol, max_iter, seed))
     value = float(eigenvalues[-1] if which == "smallest" else eigenvalues[0])
-    return Measurement("sharpness", value, details, meter.cost(), {}, notes)
+    settings = {"basis_memory_mb": _basis_megabytes(result.iterations, op)}
+    return Measurement("sharpness", value, details, meter.cost(), settings, notes)
+
+
+def _basis_megabytes(rows: int, op: Hessian) -> float:
+    """Memory of a Krylov basis of ``rows`` vectors of the operator's size and dtype."""
+    return rows * op.dim * torch.finfo(op.dtype).bits / 8 / 2**20
 
 
 def _per_layer(
@@ -198,6 +213,7 @@ def _per_layer(
     "hessian_trace",
     family="sharpness",
     paper="hutchinson1989; epperly2024 (XTrace); meyer2021 (Hutch++)",
+    sharded=True,
     quick={"num_probes": 12},
     renamed={"num_matvecs": "num_probes"},
     options={"method": Choice(TRACE_METHODS), "num_probes": Integer(low=4), "seed": SEED},
@@ -253,6 +269,7 @@ def hessian_trace(
     "hessian_density",
     family="sharpness",
     paper="ghorbani2019 (SLQ spectral density)",
+    sharded=True,
     quick={"num_probes": 2, "num_steps": 12, "num_points": 50},
     derives=("num_steps",),
     options={

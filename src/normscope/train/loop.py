@@ -74,6 +74,12 @@ def _check_data(optimizer: str, subject: Subject) -> None:
             "optimizer 'sgd' draws random mini-batches from in-memory data, but the Subject "
             "reads a loader: train in your own loop and measure with a Tracker, or use 'gd'."
         )
+    if subject.group is not None:
+        raise ConfigError(
+            f"train() updates one process's model, but the Subject spans "
+            f"{subject.group.size} processes: train with DistributedDataParallel in your "
+            "own loop and measure with a Tracker, or train a Subject without process_group."
+        )
 
 
 def train(
