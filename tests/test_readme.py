@@ -14,10 +14,12 @@ def test_readme_python_example_runs_and_prints_what_its_comments_say(capsys):
     for block in blocks:
         exec(compile(block, str(README), "exec"), {})
     lines = capsys.readouterr().out.splitlines()
-    measurement, eigenvalues, fisher, groups, lipschitz = lines
+    measurement, eigenvalues, fisher, groups, lipschitz, lm_sharpness, lm_wrt = lines
     assert measurement.startswith("Measurement(sharpness=4.83")
     assert re.fullmatch(r"\[4\.83\d* +3\.59\d* +2\.93\d*\]", eigenvalues)
     assert float(fisher) > 0
     assert groups == "['fc1', 'norm1', 'fc2', 'norm2', 'fc3']"
     bound, status = lipschitz.split()
     assert float(bound) > 0 and status == "local"
+    assert float(lm_sharpness) > 0
+    assert lm_wrt == "output of module 'transformer.wte'"

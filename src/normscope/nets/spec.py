@@ -43,6 +43,13 @@ _NAMED_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
 Placement = Literal["all", "hidden", "last", "output", "none"] | list[int] | dict[str, int]
 
 
+MAX_DEPTH = 100_000
+"""Most layers (or blocks) a spec may ask for."""
+
+MAX_WIDTH = 1_000_000
+"""Widest hidden layer a spec may ask for."""
+
+
 class NetSpec(NoBoolNumbers):
     """Architecture, normalization and initialization of one network.
 
@@ -83,7 +90,9 @@ class NetSpec(NoBoolNumbers):
     input_shape: tuple[int, ...]
     output_dim: int = Field(gt=0)
     width: int | list[int] = 64
-    depth: int = Field(default=2, ge=1)
+    # far beyond any network measured here (meterez2024 goes to 1000 layers), and small
+    # enough that a typo (depth = 1e10) is an error, not an attempt to build it
+    depth: int = Field(default=2, ge=1, le=MAX_DEPTH)
     norm: str = "none"
     placement: Placement = "all"
     num_norm: int | None = Field(default=None, ge=0)
@@ -117,6 +126,8 @@ class NetSpec(NoBoolNumbers):
         sizes = value if isinstance(value, list) else [value]
         if not sizes or any(size < 1 for size in sizes):
             raise ValueError(f"width must be a positive int or a list of them: {value}")
+        if any(size > MAX_WIDTH for size in sizes):
+            raise ValueError(f"width must be at most {MAX_WIDTH}: {value}")
         return value
 
     @field_validator("placement", mode="before")
