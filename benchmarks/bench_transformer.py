@@ -203,7 +203,10 @@ def table(size: str, reference: dict, rows: list[tuple[str, float, dict]]) -> li
         "",
         f"Reference eigenvalue {reference['value']:.6g} (normscope Lanczos, residual "
         f"tolerance 1e-6, {reference['products']} products). One thread per run; each run a "
-        "process of its own.",
+        f"process of its own, capped at {CAP_PRODUCTS} products; a library's tolerance is "
+        "tightened until its error reaches the target, and its last setting is shown. "
+        "PyHessian's power iteration converges to the eigenvalue of largest magnitude, "
+        "slowly when the top two are close.",
         "",
         "| library | tolerance | products | time / normscope's | relative error | "
         "peak memory added (MB) |",
